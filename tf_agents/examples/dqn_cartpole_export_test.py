@@ -1,0 +1,129 @@
+# coding=utf-8
+"""Tests for tf_agents.examples.dqn_cartpole_export."""
+
+import json
+import os
+import struct
+from unittest import mock
+
+from absl.testing import flagsaver
+from absl.testing import parameterized
+import tensorflow as tf
+
+from tf_agents.examples import dqn_cartpole_export
+
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+
+
+def _png_size(data):
+  """(width, height) from a PNG's IHDR chunk."""
+  assert data[12:16] == b'IHDR', data[:32]
+  return struct.unpack('>II', data[16:24])
+
+
+class DqnCartpoleExportTest(tf.test.TestCase, parameterized.TestCase):
+
+  def test_tiny_run_writes_exports_curve_and_matching_returns(self):
+    output_dir = self.create_tempdir().full_path
+    # A leftover from an earlier run must not count as this run's export.
+    stale = os.path.join(output_dir, 'policy', 'checkpoints',
+                         'policy_checkpoint_9999999999')
+    tf.io.gfile.makedirs(stale)
+    config = dqn_cartpole_export.ExampleConfig(
+        output_dir=output_dir,
+        num_iterations=40,
+        eval_interval=20,
+        eval_episodes=2,
+        export_interval=25,
+        initial_collect_steps=64,
+        fc_layer_params=(8,),
+        batch_size=16,
+        seed=1,
+    )
+    result = dqn_cartpole_export.train_and_export(config)
+
+    # Exports at steps 0, 25 and the last step; evaluations at 0, 20, 40.
+    self.assertEqual([step for step, _ in result.curve], [0, 20, 40])
+    self.assertFalse(tf.io.gfile.exists(stale))
+    self.assertEqual(
+        [os.path.basename(d) for d in result.checkpoint_dirs],
+        ['policy_checkpoint_0000000000', 'policy_checkpoint_0000000025',
+         'policy_checkpoint_0000000040'])
+    for checkpoint_dir in result.checkpoint_dirs:
+      self.assertTrue(tf.io.gfile.exists(
+          os.path.join(checkpoint_dir, 'variables', 'variables.index')))
+    self.assertEqual(result.export_dir,
+                     os.path.join(output_dir, 'policy', 'saved_model'))
+    self.assertTrue(tf.io.gfile.exists(
+        os.path.join(result.export_dir, 'saved_model.pb')))
+
+    # The fresh process loaded the latest export without tf_agents and
+    # its greedy returns equal the in-memory policy's on the same seeds.
+    fresh = result.fresh_process
+    self.assertFalse(fresh['tf_agents_imported'])
+    self.assertEqual(fresh['train_step'], 40)
+    self.assertEqual(fresh['seeds'], result.eval_seeds)
+    self.assertLen(result.eval_seeds, 2)
+    self.assertEqual(fresh['returns'], result.in_memory_returns)
+    self.assertTrue(result.returns_match)
+    self.assertEqual(result.fresh_process_average_return,
+                     result.in_memory_average_return)
+    self.assertEqual(result.curve[-1][1], result.in_memory_average_return)
+    restored = fresh['restored_checkpoint']
+    self.assertEqual(restored['train_step'], 40)
+    self.assertEqual(restored['max_abs_change'], 0.0)
+
+    with tf.io.gfile.GFile(result.learning_curve_png, 'rb') as f:
+      png = f.read()
+    self.assertEqual(png[:8], _PNG_SIGNATURE)
+    self.assertEqual(_png_size(png), (700, 450))
+
+    with tf.io.gfile.GFile(result.summary_json) as f:
+      summary = json.load(f)
+    self.assertEqual(summary['export_dir'], result.export_dir)
+    self.assertEqual(
+        [point['step'] for point in summary['learning_curve']], [0, 20, 40])
+    self.assertTrue(summary['returns_match'])
+    self.assertGreater(summary['export_bytes'], 0)
+
+  def test_fresh_process_reports_failure_in_one_line(self):
+    missing = os.path.join(self.create_tempdir().full_path, 'missing')
+    with self.assertRaisesRegex(RuntimeError, 'fresh process failed'):
+      dqn_cartpole_export.run_in_fresh_process(missing, None, [0])
+
+  @parameterized.named_parameters(
+      ('bazel_run', {'BUILD_WORKSPACE_DIRECTORY': '/ws'},
+       '/ws/outputs/dqn_cartpole_export'),
+      ('plain_python', {}, None),
+  )
+  def test_default_output_dir(self, environ, expected):
+    with mock.patch.dict(os.environ, environ):
+      if not environ:
+        os.environ.pop('BUILD_WORKSPACE_DIRECTORY', None)
+        expected = os.path.join(os.getcwd(), 'outputs', 'dqn_cartpole_export')
+      self.assertEqual(dqn_cartpole_export.default_output_dir(), expected)
+
+  @parameterized.named_parameters(
+      ('zero_iterations', {'num_iterations': 0}, '--num_iterations'),
+      ('no_layers', {'fc_layer_params': ()}, '--fc_layer_params'),
+      ('one_collect_step', {'initial_collect_steps': 1},
+       '--initial_collect_steps'),
+  )
+  def test_invalid_config(self, overrides, message):
+    config = dqn_cartpole_export.ExampleConfig(
+        output_dir=self.create_tempdir().full_path, **overrides)
+    with self.assertRaisesRegex(ValueError, message):
+      config.validate()
+
+  def test_config_from_flags(self):
+    with flagsaver.flagsaver(num_iterations=123, fc_layer_params=['16', '8'],
+                             output_dir='relative/out', seed=5):
+      config = dqn_cartpole_export._config_from_flags()  # pylint: disable=protected-access
+    self.assertEqual(config.num_iterations, 123)
+    self.assertEqual(config.fc_layer_params, (16, 8))
+    self.assertEqual(config.seed, 5)
+    self.assertEqual(config.output_dir, os.path.abspath('relative/out'))
+
+
+if __name__ == '__main__':
+  tf.test.main()

@@ -1,0 +1,220 @@
+# coding=utf-8
+"""Tests for tf_agents.policies.policy_loader."""
+
+import inspect
+import os
+import subprocess
+import sys
+import textwrap
+
+from absl.testing import parameterized
+import numpy as np
+import tensorflow as tf
+
+from tf_agents.networks import q_network
+from tf_agents.policies import greedy_policy
+from tf_agents.policies import policy_loader
+from tf_agents.policies import policy_saver
+from tf_agents.policies import py_tf_eager_policy
+from tf_agents.policies import q_policy
+from tf_agents.policies import saved_policy
+from tf_agents.specs import tensor_spec
+from tf_agents.trajectories import time_step as ts
+
+_OBS_SPEC = tensor_spec.TensorSpec([4], tf.float32, 'obs')
+_ACTION_SPEC = tensor_spec.BoundedTensorSpec([], tf.int32, 0, 2, 'act')
+_TIME_STEP_SPEC = ts.time_step_spec(_OBS_SPEC)
+
+
+def _set_weights(network, seed):
+  rng = np.random.RandomState(seed)
+  for v in network.variables:
+    value = rng.uniform(-1.0, 1.0, v.shape) if len(v.shape) > 1 else np.zeros(
+        v.shape)
+    v.assign(value.astype(np.float32))
+
+
+def _make_policy():
+  network = q_network.QNetwork(_OBS_SPEC, _ACTION_SPEC, fc_layer_params=(8,))
+  network.create_variables()
+  _set_weights(network, 0)
+  return greedy_policy.GreedyPolicy(
+      q_policy.QPolicy(_TIME_STEP_SPEC, _ACTION_SPEC, q_network=network)), (
+          network)
+
+
+def _time_steps(batch_size=32):
+  rng = np.random.RandomState(1)
+  return ts.TimeStep(
+      step_type=rng.randint(0, 3, size=(batch_size,)).astype(np.int32),
+      reward=np.zeros((batch_size,), np.float32),
+      discount=np.ones((batch_size,), np.float32),
+      observation=rng.uniform(-2, 2, size=(batch_size, 4)).astype(np.float32),
+  )
+
+
+def _actions(policy, time_step):
+  return py_tf_eager_policy.PyTFEagerPolicy(
+      policy, batch_time_steps=False).action(time_step).action
+
+
+class PolicyLoaderTest(tf.test.TestCase, parameterized.TestCase):
+
+  def _base(self, location):
+    if location == 'ram':
+      return 'ram://policy_loader_test/{}'.format(self.id())
+    return self.get_temp_dir()
+
+  def _export(self, location, **saver_kwargs):
+    """Saves a policy with metadata; returns (path, saver, policy, net, vars)."""
+    policy, network = _make_policy()
+    train_step = tf.Variable(1, dtype=tf.int64)
+    metadata = {
+        'env_steps': tf.Variable(100, dtype=tf.int64),
+        'episodes': tf.Variable(3, dtype=tf.int64),
+    }
+    saver = policy_saver.PolicySaver(
+        policy, train_step=train_step, metadata=metadata, **saver_kwargs)
+    path = os.path.join(self._base(location), 'policy')
+    saver.save(path)
+    return path, saver, policy, network, (train_step, metadata)
+
+  def test_public_names_match_upstream(self):
+    self.assertEqual(
+        list(inspect.signature(policy_loader.load).parameters)[:2],
+        ['saved_model_path', 'checkpoint_path'])
+    self.assertIsNone(
+        inspect.signature(policy_loader.load).parameters['checkpoint_path']
+        .default)
+    self.assertEqual(
+        list(inspect.signature(
+            policy_loader.materialize_saved_model).parameters),
+        ['saved_model_path', 'checkpoint_path', 'output_path'])
+    self.assertIs(policy_loader.policy_saver, policy_saver)
+    self.assertIs(policy_loader.py_tf_eager_policy, py_tf_eager_policy)
+
+  @parameterized.named_parameters(('local', 'local'), ('ram', 'ram'))
+  def test_load(self, location):
+    path, saver, policy, network, (train_step, _) = self._export(location)
+    time_step = _time_steps()
+    loaded = policy_loader.load(path)
+    self.assertIsInstance(loaded, saved_policy.SavedPolicy)
+    self.assertEqual(loaded.backend, 'saved_model')
+    self.assertEqual(loaded.get_train_step(), 1)
+    self.assertAllEqual(loaded.action(time_step).action,
+                        _actions(policy, time_step))
+
+    _set_weights(network, 5)
+    train_step.assign(7)
+    checkpoint = os.path.join(self._base(location), 'policy_checkpoint_07')
+    saver.save_checkpoint(checkpoint)
+    updated = policy_loader.load(path, checkpoint, backend='auto')
+    self.assertEqual(updated.get_train_step(), 7)
+    self.assertEqual(
+        updated.get_train_step_from_last_restored_checkpoint_path(), 7)
+    self.assertAllEqual(updated.action(time_step).action,
+                        _actions(policy, time_step))
+
+  @parameterized.named_parameters(
+      ('local_saver_checkpoint', 'local', 'saver'),
+      ('local_upstream_layout', 'local', 'upstream'),
+      ('ram_saver_checkpoint', 'ram', 'saver'),
+      ('ram_upstream_layout', 'ram', 'upstream'))
+  def test_materialize_with_metadata(self, location, layout):
+    path, saver, policy, network, (train_step, metadata) = self._export(
+        location)
+    tf.io.gfile.makedirs(os.path.join(path, 'assets', 'extra'))
+    with tf.io.gfile.GFile(
+        os.path.join(path, 'assets', 'extra', 'notes.txt'), 'w') as f:
+      f.write('kept')
+    with tf.io.gfile.GFile(
+        os.path.join(path, 'assets', saved_policy.TFLITE_MODEL_FILENAME),
+        'wb') as f:
+      f.write(b'stale')
+    _set_weights(network, 6)
+    train_step.assign(9)
+    metadata['env_steps'].assign(900)
+    metadata['episodes'].assign(30)
+    checkpoint = os.path.join(self._base(location), 'checkpoint_9')
+    if layout == 'saver':
+      saver.save_checkpoint(checkpoint)
+    else:
+      # The layout upstream's `save_checkpoint` writes: the metadata only
+      # under `policy`, so copying it next to the graph does not load.
+      tf.train.Checkpoint(
+          policy=saver.policy,
+          model_variables=saver.policy.model_variables,
+          train_step=train_step,
+      ).write(os.path.join(checkpoint, 'variables', 'variables'))
+    output = os.path.join(self._base(location), 'materialized')
+    policy_loader.materialize_saved_model(path, checkpoint, output)
+
+    raw = tf.saved_model.load(output)
+    self.assertEqual(
+        {k: int(v) for k, v in raw.get_metadata().items()},
+        {'env_steps': 900, 'episodes': 30})
+    self.assertEqual(int(raw.get_train_step()), 9)
+    loaded = policy_loader.load(output)
+    self.assertEqual(
+        {k: int(v) for k, v in loaded.get_metadata().items()},
+        {'env_steps': 900, 'episodes': 30})
+    self.assertEqual(loaded.get_train_step(), 9)
+    time_step = _time_steps()
+    self.assertAllEqual(loaded.action(time_step).action,
+                        _actions(policy, time_step))
+    with tf.io.gfile.GFile(
+        os.path.join(output, 'assets', 'extra', 'notes.txt')) as f:
+      self.assertEqual(f.read(), 'kept')
+    self.assertFalse(tf.io.gfile.exists(
+        os.path.join(output, 'assets', saved_policy.TFLITE_MODEL_FILENAME)))
+    self.assertTrue(tf.io.gfile.exists(
+        os.path.join(output, policy_saver.POLICY_SPECS_PBTXT)))
+
+  def test_materialize_refuses_existing_output(self):
+    path, saver, _, _, _ = self._export('local')
+    checkpoint = os.path.join(self.get_temp_dir(), 'checkpoint')
+    saver.save_checkpoint(checkpoint)
+    output = self.create_tempdir().full_path
+    with self.assertRaisesRegex(ValueError, 'already exists'):
+      policy_loader.materialize_saved_model(path, checkpoint, output)
+
+  def test_materialized_export_loads_in_fresh_process(self):
+    path, saver, _, network, (_, metadata) = self._export(
+        'local', include_distribution=False)
+    _set_weights(network, 7)
+    metadata['episodes'].assign(42)
+    checkpoint = os.path.join(self.get_temp_dir(), 'checkpoint')
+    saver.save_checkpoint(checkpoint)
+    output = os.path.join(self.get_temp_dir(), 'materialized')
+    policy_loader.materialize_saved_model(path, checkpoint, output)
+    script = textwrap.dedent("""
+        import sys
+        import numpy as np
+        import tensorflow as tf
+        loaded = tf.saved_model.load(sys.argv[1])
+        metadata = loaded.signatures['get_metadata']()
+        assert int(metadata['episodes']) == 42, metadata
+        assert int(metadata['env_steps']) == 100, metadata
+        signature = loaded.signatures['action']
+        action = signature(**{
+            k: tf.zeros([2] + s.shape[1:].as_list(), s.dtype)
+            for k, s in signature.structured_input_signature[1].items()
+        })['action']
+        assert action.shape == (2,), action
+        assert 'tf_agents' not in sys.modules
+        print('fresh process ok')
+        """)
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    result = subprocess.run(
+        [sys.executable, '-c', script, output],
+        cwd=self.create_tempdir().full_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False)
+    self.assertEqual(result.returncode, 0, msg=result.stderr[-3000:])
+    self.assertIn('fresh process ok', result.stdout)
+
+
+if __name__ == '__main__':
+  tf.test.main()

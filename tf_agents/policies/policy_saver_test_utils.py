@@ -1,0 +1,201 @@
+# coding=utf-8
+"""Small policies, time steps and helpers shared by the policy_saver tests."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from typing import Any, Dict, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from tf_agents.networks import actor_distribution_network
+from tf_agents.networks import actor_distribution_rnn_network
+from tf_agents.networks import q_network
+from tf_agents.networks import q_rnn_network
+from tf_agents.policies import actor_policy
+from tf_agents.policies import greedy_policy
+from tf_agents.policies import q_policy
+from tf_agents.specs import tensor_spec
+from tf_agents.trajectories import time_step as ts
+
+OBSERVATION_SPEC = tensor_spec.BoundedTensorSpec(
+    (3,), tf.float32, minimum=-1.0, maximum=1.0, name='obs'
+)
+TIME_STEP_SPEC = ts.time_step_spec(OBSERVATION_SPEC)
+DISCRETE_ACTION_SPEC = tensor_spec.BoundedTensorSpec(
+    (), tf.int32, minimum=0, maximum=2, name='act'
+)
+CONTINUOUS_ACTION_SPEC = tensor_spec.BoundedTensorSpec(
+    (2,), tf.float32, minimum=-1.0, maximum=1.0, name='act'
+)
+
+# Kinds of policies the tests export.
+STATELESS_DETERMINISTIC = 'stateless_deterministic'
+STATEFUL_DETERMINISTIC = 'stateful_deterministic'
+STATELESS_STOCHASTIC = 'stateless_stochastic'
+STATEFUL_STOCHASTIC = 'stateful_stochastic'
+ALL_KINDS = (
+    STATELESS_DETERMINISTIC,
+    STATEFUL_DETERMINISTIC,
+    STATELESS_STOCHASTIC,
+    STATEFUL_STOCHASTIC,
+)
+
+
+def make_policy(kind: str):
+  """Returns a tiny policy of `kind` over `TIME_STEP_SPEC`.
+
+  Deterministic kinds are greedy Q policies (discrete actions); stochastic
+  kinds are `ActorPolicy`s with a distribution network (continuous actions).
+
+  Args:
+    kind: One of `ALL_KINDS`.
+
+  Returns:
+    A `TFPolicy` with its variables created.
+  """
+  if kind == STATELESS_DETERMINISTIC:
+    net = q_network.QNetwork(
+        OBSERVATION_SPEC, DISCRETE_ACTION_SPEC, fc_layer_params=(4,)
+    )
+    policy = greedy_policy.GreedyPolicy(
+        q_policy.QPolicy(TIME_STEP_SPEC, DISCRETE_ACTION_SPEC, net)
+    )
+  elif kind == STATEFUL_DETERMINISTIC:
+    net = q_rnn_network.QRnnNetwork(
+        OBSERVATION_SPEC, DISCRETE_ACTION_SPEC, lstm_size=(4,)
+    )
+    policy = greedy_policy.GreedyPolicy(
+        q_policy.QPolicy(TIME_STEP_SPEC, DISCRETE_ACTION_SPEC, net)
+    )
+  elif kind == STATELESS_STOCHASTIC:
+    net = actor_distribution_network.ActorDistributionNetwork(
+        OBSERVATION_SPEC, CONTINUOUS_ACTION_SPEC, fc_layer_params=(4,)
+    )
+    policy = actor_policy.ActorPolicy(
+        TIME_STEP_SPEC, CONTINUOUS_ACTION_SPEC, net
+    )
+  elif kind == STATEFUL_STOCHASTIC:
+    net = actor_distribution_rnn_network.ActorDistributionRnnNetwork(
+        OBSERVATION_SPEC,
+        CONTINUOUS_ACTION_SPEC,
+        input_fc_layer_params=(4,),
+        lstm_size=(4,),
+        output_fc_layer_params=(),
+    )
+    policy = actor_policy.ActorPolicy(
+        TIME_STEP_SPEC, CONTINUOUS_ACTION_SPEC, net
+    )
+  else:
+    raise ValueError('Unknown policy kind {!r}'.format(kind))
+  # Create the variables.
+  policy.action(time_steps(1, 0), policy.get_initial_state(1))
+  return policy
+
+
+def time_steps(batch_size: int, step: int, seed: int = 0) -> ts.TimeStep:
+  """A batch of time steps: `restart` at step 0, else `transition`."""
+  rng = np.random.RandomState(seed * 1000 + step)
+  observation = rng.uniform(-1, 1, (batch_size, 3)).astype(np.float32)
+  step_type = ts.StepType.FIRST if step == 0 else ts.StepType.MID
+  return ts.TimeStep(
+      step_type=tf.fill([batch_size], tf.constant(step_type, tf.int32)),
+      reward=tf.constant(rng.uniform(0, 1, batch_size), tf.float32),
+      discount=tf.ones([batch_size], tf.float32),
+      observation=tf.constant(observation),
+  )
+
+
+def flat_time_step(signature, time_step: ts.TimeStep) -> Dict[str, tf.Tensor]:
+  """Keys a time step by the flat `action` signature's time-step inputs."""
+  _, inputs = signature.structured_input_signature
+  by_spec_name = {}
+  for field, value in time_step._asdict().items():
+    by_spec_name['0/' + field] = value
+    by_spec_name[getattr(TIME_STEP_SPEC, field).name] = value
+  return {
+      key: by_spec_name[spec.name]
+      for key, spec in inputs.items()
+      if spec.name in by_spec_name
+  }
+
+
+def assert_nests_close(test_case, expected, actual, **kwargs) -> None:
+  tf.nest.map_structure(
+      lambda e, a: test_case.assertAllClose(e, a, **kwargs),
+      tf.nest.map_structure(np.asarray, expected),
+      tf.nest.map_structure(np.asarray, actual),
+  )
+
+
+def run_fresh_process(
+    test_case: tf.test.TestCase,
+    script: str,
+    args: Sequence[Any] = (),
+    block_modules: Sequence[str] = (),
+) -> Any:
+  """Runs `script` in a fresh Python that never imports this repository.
+
+  The child runs `sys.executable` with the working directory a new temp dir
+  and no PYTHONPATH; it must print one JSON document on its last stdout line.
+  Imports of `block_modules` fail in the child. The child asserts at exit
+  that `tf_agents` was never imported.
+
+  Args:
+    test_case: The calling test (for temp dirs and failures).
+    script: Python source; `ARGS` holds `args` (a JSON round trip).
+    args: JSON-serializable arguments.
+    block_modules: Top-level module names whose import must fail.
+
+  Returns:
+    The decoded JSON printed by the script.
+  """
+  preamble = textwrap.dedent("""
+      import importlib.abc, json, sys
+      BLOCKED = {blocked!r}
+      class _Blocker(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+          if name.split('.')[0] in BLOCKED:
+            raise ImportError('blocked by test: ' + name)
+          return None
+      sys.meta_path.insert(0, _Blocker())
+      ARGS = json.loads({args!r})
+      """).format(blocked=list(block_modules), args=json.dumps(list(args)))
+  epilogue = textwrap.dedent("""
+      assert 'tf_agents' not in sys.modules, 'tf_agents was imported'
+      for blocked in BLOCKED:
+        assert blocked not in sys.modules, blocked + ' was imported'
+      """)
+  workdir = test_case.create_tempdir().full_path
+  path = os.path.join(workdir, 'child.py')
+  with open(path, 'w') as f:
+    f.write(preamble + textwrap.dedent(script) + epilogue)
+  env = {
+      k: v
+      for k, v in os.environ.items()
+      if k not in ('PYTHONPATH', 'PYTHONSTARTUP', 'PYTHONHOME')
+  }
+  env['TF_CPP_MIN_LOG_LEVEL'] = '2'
+  result = subprocess.run(
+      [sys.executable, '-u', path],
+      cwd=workdir,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=600,
+      check=False,
+  )
+  if result.returncode != 0:
+    test_case.fail(
+        'Fresh process failed ({}):\n{}\n{}'.format(
+            result.returncode, result.stdout[-3000:], result.stderr[-6000:]
+        )
+    )
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def numpy_nest(nest: Any) -> Any:
+  return tf.nest.map_structure(lambda t: np.asarray(t).tolist(), nest)

@@ -1,0 +1,1180 @@
+# coding=utf-8
+r"""Looks inside and runs a policy export written by `PolicySaver`.
+
+Usage:
+
+  saved_policy_cli inspect DIR [--json]
+  saved_policy_cli eval DIR [--env=CartPole-v0] [--episodes=10] [--seed=0]
+      [--max_steps=10000] [--json]
+  saved_policy_cli convert DIR --to=tflite --output=FILE [--signature=action]
+      [--json]
+  saved_policy_cli diff DIR_A DIR_B [--json]
+
+Commands:
+
+  inspect  Signatures with their input and output names, shapes and dtypes;
+           the policy's specs; train step; metadata; the export's functions;
+           its files and sizes; the TensorFlow version that wrote it.
+  eval     Runs the export in a gym environment, one episode per seed
+           (--seed, --seed+1, ...), and reports the returns.
+  convert  Writes the `action` signature as a TFLite model and reports the
+           ops it uses and whether it needs select TF ops (Flex).
+  diff     Which signatures, specs and variables (model variables, train
+           step, metadata) differ between two exports. Exits 0 either way;
+           `identical` in the --json output tells.
+
+With --json the result is one JSON document on stdout. Errors are one line on
+stderr (and {"error": ..., "exit_code": ...} on stdout with --json).
+
+Exit codes: 0 success; 1 the command failed (no such directory, not a policy
+export, unknown gym environment, conversion failed, ...); 2 usage error
+(unknown command, wrong number of arguments, bad flag value).
+
+A new module (upstream tf-agents has no counterpart). It reads exports written
+by this repository's `PolicySaver` and by upstream's; every file is read
+through `tf.io.gfile`, so `gs://` paths work.
+"""
+
+import os
+
+# Before TensorFlow is imported: tf-agents needs Keras 2 (tf_keras) on
+# TensorFlow >= 2.16, and TensorFlow's C++ INFO/WARNING lines would bury the
+# output of a command-line tool.
+os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import contextlib
+import dataclasses
+import io
+import json
+import re
+import sys
+import warnings
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from tensorflow.core.protobuf import saved_model_pb2
+from google.protobuf import message as protobuf_message
+from google.protobuf import text_format
+from tf_agents.policies import policy_saver
+from tf_agents.specs import tensor_spec
+# pylint: enable=g-import-not-at-top,wrong-import-position
+
+PROGRAM = 'saved_policy_cli'
+COMMANDS = ('inspect', 'eval', 'convert', 'diff')
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+_POLICY_SPECS_PBTXT = getattr(
+    policy_saver, 'POLICY_SPECS_PBTXT', 'policy_specs.pbtxt'
+)
+_SPEC_KEYS = ('time_step_spec', 'action_spec', 'policy_state_spec',
+              'info_spec')
+_TFLITE_OP = re.compile(r'Op#\d+ (\w+)\(')
+_SIDE = {'only_in_a': 'only in A', 'only_in_b': 'only in B'}
+
+_JSON = flags.DEFINE_bool('json', False, 'Print the result as JSON.')
+_ENV = flags.DEFINE_string('env', 'CartPole-v0', 'eval: gym environment id.')
+_EPISODES = flags.DEFINE_integer('episodes', 10, 'eval: number of episodes.')
+_SEED = flags.DEFINE_integer(
+    'seed', 0, 'eval: seed of the first episode (episode i uses seed+i).'
+)
+_MAX_STEPS = flags.DEFINE_integer(
+    'max_steps', 10000, 'eval: upper bound on the steps of one episode.'
+)
+_TO = flags.DEFINE_string('to', 'tflite', 'convert: target format (tflite).')
+_OUTPUT = flags.DEFINE_string('output', None, 'convert: output file.')
+_SIGNATURE = flags.DEFINE_string(
+    'signature', 'action', 'convert: the signature to convert.'
+)
+_FLAG_HOLDERS = (_JSON, _ENV, _EPISODES, _SEED, _MAX_STEPS, _TO, _OUTPUT,
+                 _SIGNATURE)
+
+
+class CliError(Exception):
+  """A failure reported as one line and an exit code, never a traceback."""
+
+  def __init__(self, message: str, exit_code: int = EXIT_FAILURE):
+    super().__init__(message)
+    self.exit_code = exit_code
+
+
+@dataclasses.dataclass
+class Options:
+  """The flags that commands use."""
+
+  env: str = 'CartPole-v0'
+  episodes: int = 10
+  seed: int = 0
+  max_steps: int = 10000
+  to: str = 'tflite'
+  output: Optional[str] = None
+  signature: str = 'action'
+
+
+def _one_line(error: Any) -> str:
+  text = ' '.join(str(error).split())
+  return text or type(error).__name__
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _check_export_dir(path: str) -> None:
+  """Raises CliError unless `path` is a directory holding a SavedModel."""
+  if not tf.io.gfile.exists(path):
+    raise CliError('no such directory: {}'.format(path))
+  if not tf.io.gfile.isdir(path):
+    raise CliError('not a directory: {}'.format(path))
+  if not any(
+      tf.io.gfile.exists(os.path.join(path, name))
+      for name in ('saved_model.pb', 'saved_model.pbtxt')
+  ):
+    raise CliError(
+        '{} is not a policy export: it has no saved_model.pb'.format(path)
+    )
+
+
+def read_saved_model_proto(path: str) -> saved_model_pb2.SavedModel:
+  """Reads `saved_model.pb` (or `.pbtxt`) of an export.
+
+  Args:
+    path: An export directory.
+
+  Returns:
+    The parsed `SavedModel` proto.
+
+  Raises:
+    CliError: If `path` is not a readable SavedModel directory.
+  """
+  _check_export_dir(path)
+  proto = saved_model_pb2.SavedModel()
+  binary = os.path.join(path, 'saved_model.pb')
+  try:
+    if tf.io.gfile.exists(binary):
+      with tf.io.gfile.GFile(binary, 'rb') as f:
+        proto.ParseFromString(f.read())
+    else:
+      with tf.io.gfile.GFile(os.path.join(path, 'saved_model.pbtxt')) as f:
+        text_format.Parse(f.read(), proto)
+  except (protobuf_message.DecodeError, text_format.ParseError) as e:
+    raise CliError('{}: saved_model.pb is corrupt: {}'.format(
+        path, _one_line(e)))
+  if not proto.meta_graphs:
+    raise CliError('{}: saved_model.pb has no MetaGraph'.format(path))
+  return proto
+
+
+def _register_distribution_types() -> None:
+  """Registers TFP's TypeSpecs so exports with `distribution` load."""
+  try:
+    import tensorflow_probability as tfp  # pylint: disable=g-import-not-at-top
+    _ = tfp.distributions.Deterministic  # TFP's modules load lazily.
+  except ImportError:
+    pass
+
+
+def load_export(path: str) -> Any:
+  """Loads a policy export with `tf.saved_model.load`.
+
+  Args:
+    path: An export directory.
+
+  Returns:
+    The loaded object.
+
+  Raises:
+    CliError: If `path` is not a loadable policy export.
+  """
+  proto = read_saved_model_proto(path)
+  _check_policy_signatures(path, proto)
+  _register_distribution_types()
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore')
+      loaded = tf.saved_model.load(path)
+  except Exception as e:  # pylint: disable=broad-except
+    raise CliError('cannot load {}: {}'.format(path, _one_line(e)))
+  if not hasattr(loaded, 'action'):
+    raise CliError(
+        '{} is a SavedModel but not a policy export: it has no action '
+        'function'.format(path)
+    )
+  return loaded
+
+
+def _check_policy_signatures(
+    path: str, proto: saved_model_pb2.SavedModel
+) -> None:
+  if 'action' not in proto.meta_graphs[0].signature_def:
+    raise CliError(
+        '{} is a SavedModel but not a policy export: it has no action '
+        'signature'.format(path)
+    )
+
+
+def _shape(proto_shape: Any) -> Optional[List[Optional[int]]]:
+  if proto_shape.unknown_rank:
+    return None
+  return [d.size if d.size >= 0 else None for d in proto_shape.dim]
+
+
+def _tensor_info(name: str, info: Any) -> Dict[str, Any]:
+  return {
+      'name': name,
+      'dtype': tf.dtypes.as_dtype(info.dtype).name if info.dtype else None,
+      'shape': _shape(info.tensor_shape),
+  }
+
+
+def signatures_from_proto(
+    proto: saved_model_pb2.SavedModel,
+) -> Dict[str, Dict[str, List[Dict[str, Any]]]]:
+  """The flat signatures of an export with their inputs and outputs.
+
+  Args:
+    proto: A `SavedModel` proto.
+
+  Returns:
+    `{signature: {'inputs': [...], 'outputs': [...]}}`, each tensor a dict
+    with `name`, `dtype` and `shape` (a list with None for unknown sizes),
+    sorted by name.
+  """
+  result = {}
+  signature_defs = proto.meta_graphs[0].signature_def
+  for key in sorted(signature_defs):
+    if key.startswith('__'):  # e.g. __saved_model_init_op
+      continue
+    signature = signature_defs[key]
+    result[key] = {
+        'inputs': [_tensor_info(n, signature.inputs[n])
+                   for n in sorted(signature.inputs)],
+        'outputs': [_tensor_info(n, signature.outputs[n])
+                    for n in sorted(signature.outputs)],
+    }
+  return result
+
+
+def _add_keywords(signatures: Dict[str, Any], loaded: Any) -> None:
+  """Adds to each input the keyword that calls the loaded signature.
+
+  TensorFlow turns input names into Python parameter names (`0/step_type`
+  becomes `arg_0_step_type`); `loaded.signatures[name](**inputs)` takes the
+  latter.
+
+  Args:
+    signatures: `signatures_from_proto` output, updated in place.
+    loaded: The loaded export.
+  """
+  loaded_signatures = getattr(loaded, 'signatures', None) or {}
+  for name, signature in signatures.items():
+    function = loaded_signatures.get(name)
+    if function is None:
+      continue
+    _, keywords = function.structured_input_signature
+    by_name = {spec.name: keyword for keyword, spec in keywords.items()}
+    for item in signature['inputs']:
+      if item['name'] in by_name:
+        item['keyword'] = by_name[item['name']]
+
+
+def _root_children(proto: saved_model_pb2.SavedModel) -> Dict[str, str]:
+  """Names of the root object's children -> their kind ('function', ...)."""
+  graph = proto.meta_graphs[0].object_graph_def
+  if not graph.nodes:
+    return {}
+  children = {}
+  for reference in graph.nodes[0].children:
+    node = graph.nodes[reference.node_id]
+    children[reference.local_name] = node.WhichOneof('kind') or ''
+  return children
+
+
+def _flatten_with_paths(nest: Any, prefix: str = '') -> List[Tuple[str, Any]]:
+  if isinstance(nest, dict):
+    items = [(str(k), nest[k]) for k in sorted(nest)]
+  elif hasattr(nest, '_fields'):  # namedtuple
+    items = list(zip(nest._fields, nest))
+  elif isinstance(nest, (list, tuple)):
+    items = [(str(i), v) for i, v in enumerate(nest)]
+  else:
+    return [(prefix, nest)]
+  flat = []
+  for key, value in items:
+    flat.extend(
+        _flatten_with_paths(value, '{}/{}'.format(prefix, key) if prefix
+                            else key))
+  return flat
+
+
+def _json_value(value: Any) -> Any:
+  array = np.asarray(value)
+  if array.dtype.kind in ('S', 'O'):
+    decoded = np.vectorize(
+        lambda v: v.decode('utf-8', 'replace') if isinstance(v, bytes) else v,
+        otypes=[object])(array)
+    return decoded.tolist()
+  return array.tolist()
+
+
+def _spec_info(path: str, spec: Any) -> Dict[str, Any]:
+  info = {
+      'path': path,
+      'dtype': tf.dtypes.as_dtype(spec.dtype).name,
+      'shape': (None if spec.shape.rank is None
+                else [d for d in spec.shape.as_list()]),
+  }
+  if hasattr(spec, 'minimum') and hasattr(spec, 'maximum'):
+    info['minimum'] = _json_value(spec.minimum)
+    info['maximum'] = _json_value(spec.maximum)
+  return info
+
+
+def _describe_specs(specs: Dict[str, Any]) -> Dict[str, List[Dict[str, Any]]]:
+  return {
+      key: [_spec_info(p, s) for p, s in _flatten_with_paths(specs[key])]
+      for key in _SPEC_KEYS
+  }
+
+
+def _split_policy_specs(policy_specs: Dict[str, Any]) -> Dict[str, Any]:
+  data = policy_specs['collect_data_spec']
+  return {
+      'time_step_spec': {
+          'step_type': data.step_type,
+          'reward': data.reward,
+          'discount': data.discount,
+          'observation': data.observation,
+      },
+      'action_spec': data.action,
+      'policy_state_spec': policy_specs.get('policy_state_spec', ()),
+      'info_spec': data.policy_info,
+  }
+
+
+def read_specs(
+    path: str, loaded: Any = None
+) -> Optional[Dict[str, List[Dict[str, Any]]]]:
+  """The policy's specs, from the loaded export or `policy_specs.pbtxt`.
+
+  Args:
+    path: The export directory.
+    loaded: The loaded export, if any. Exports written by this repository's
+      `PolicySaver` carry their specs (`get_policy_specs`); upstream's only
+      write `policy_specs.pbtxt`.
+
+  Returns:
+    `{time_step_spec, action_spec, policy_state_spec, info_spec}`, each a
+    list of `{path, dtype, shape[, minimum, maximum]}`; None if the export
+    has no specs.
+
+  Raises:
+    CliError: If the specs exist but cannot be decoded.
+  """
+  specs = None
+  if loaded is not None and hasattr(loaded, 'get_policy_specs'):
+    try:
+      specs = policy_saver.specs_from_saved_model(loaded)
+    except Exception:  # pylint: disable=broad-except
+      specs = None
+  if specs is not None:
+    return _describe_specs({
+        'time_step_spec': dict(specs['time_step_spec']._asdict()),
+        'action_spec': specs['action_spec'],
+        'policy_state_spec': specs['policy_state_spec'],
+        'info_spec': specs['info_spec'],
+    })
+  specs_file = os.path.join(path, _POLICY_SPECS_PBTXT)
+  if not tf.io.gfile.exists(specs_file):
+    return None
+  try:
+    policy_specs = tensor_spec.from_pbtxt_file(specs_file)
+  except Exception as e:  # pylint: disable=broad-except
+    raise CliError('cannot read {}: {}'.format(specs_file, _one_line(e)))
+  return _describe_specs(_split_policy_specs(policy_specs))
+
+
+def _train_step(loaded: Any) -> Optional[int]:
+  if not hasattr(loaded, 'get_train_step'):
+    return None
+  value = loaded.get_train_step()
+  if isinstance(value, dict):
+    value = next(iter(value.values()))
+  return int(np.asarray(value))
+
+
+def _metadata(loaded: Any) -> Dict[str, Any]:
+  if not hasattr(loaded, 'get_metadata'):
+    return {}
+  return {str(k): _json_value(v)
+          for k, v in sorted(loaded.get_metadata().items())}
+
+
+def _files(path: str) -> List[Dict[str, Any]]:
+  files = []
+  for root, _, names in tf.io.gfile.walk(path):
+    for name in names:
+      full = os.path.join(root, name)
+      files.append({
+          'path': os.path.relpath(full, path) if '://' not in path
+                  else full[len(path):].lstrip('/'),
+          'bytes': tf.io.gfile.stat(full).length,
+      })
+  return sorted(files, key=lambda f: f['path'])
+
+
+# ---------------------------------------------------------------- commands
+
+
+def inspect_export(path: str) -> Dict[str, Any]:
+  """Describes an export.
+
+  Args:
+    path: The export directory.
+
+  Returns:
+    A JSON-serializable dict (see the module docstring).
+
+  Raises:
+    CliError: If `path` is not a loadable policy export.
+  """
+  proto = read_saved_model_proto(path)
+  loaded = load_export(path)
+  meta_info = proto.meta_graphs[0].meta_info_def
+  files = _files(path)
+  children = _root_children(proto)
+  signatures = signatures_from_proto(proto)
+  _add_keywords(signatures, loaded)
+  return {
+      'export_dir': path,
+      'written_by': {
+          'tensorflow_version': meta_info.tensorflow_version or None,
+          'tensorflow_git_version': meta_info.tensorflow_git_version or None,
+      },
+      'train_step': _train_step(loaded),
+      'metadata': _metadata(loaded),
+      'functions': sorted(k for k, v in children.items() if v == 'function'),
+      'signatures': signatures,
+      'specs': read_specs(path, loaded),
+      'files': files,
+      'total_bytes': sum(f['bytes'] for f in files),
+  }
+
+
+def _import_gym() -> Any:
+  with contextlib.redirect_stderr(io.StringIO()):
+    # gym 0.23 prints a multi-line deprecation notice on import.
+    import gym  # pylint: disable=g-import-not-at-top
+  gym.logger.set_level(gym.logger.ERROR)
+  return gym
+
+
+def _make_env(gym: Any, name: str) -> Any:
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore')
+      return gym.make(name)
+  except gym.error.Error as e:
+    raise CliError('unknown gym environment {!r}: {}'.format(
+        name, _one_line(e)))
+  except Exception as e:  # pylint: disable=broad-except
+    raise CliError('cannot create gym environment {!r}: {}'.format(
+        name, _one_line(e)))
+
+
+def _action_time_step_spec(loaded: Any) -> Any:
+  concrete = loaded.action.concrete_functions[0]
+  args, _ = concrete.structured_input_signature
+  return args[0]
+
+
+def _check_env_compatible(gym: Any, env: Any, time_step_spec: Any,
+                          path: str, name: str) -> None:
+  """Raises CliError if the export cannot take the env's observations."""
+  observation_spec = time_step_spec.observation
+  space = env.observation_space
+  if isinstance(observation_spec, tf.TensorSpec) and getattr(
+      space, 'shape', None) is not None:
+    expected = tuple(observation_spec.shape.as_list()[1:])
+    if len(expected) != len(space.shape) or any(
+        e is not None and e != s for e, s in zip(expected, space.shape)):
+      raise CliError(
+          '{} expects observations of shape {} but {} gives shape {}'.format(
+              path, list(expected), name, list(space.shape)))
+  elif isinstance(space, gym.spaces.Dict) != isinstance(observation_spec,
+                                                        dict):
+    raise CliError('{} expects observations structured as {} but {} gives '
+                   '{}'.format(path, observation_spec, name, space))
+
+
+def _batched_time_step(spec: Any, step_type: int, reward: float,
+                       discount: float, observation: Any) -> Any:
+
+  def batched(leaf_spec, value):
+    return tf.constant(
+        np.asarray(value, dtype=leaf_spec.dtype.as_numpy_dtype)[None])
+
+  return type(spec)(
+      step_type=batched(spec.step_type, step_type),
+      reward=batched(spec.reward, reward),
+      discount=batched(spec.discount, discount),
+      observation=tf.nest.map_structure(batched, spec.observation,
+                                        observation),
+  )
+
+
+def _reset(env: Any, seed: int) -> Any:
+  result = env.reset(seed=seed)
+  if isinstance(result, tuple) and len(result) == 2:  # gym >= 0.26
+    return result[0]
+  return result
+
+
+def _step(env: Any, action: Any) -> Tuple[Any, float, bool]:
+  result = env.step(action)
+  if len(result) == 5:  # gym >= 0.26
+    observation, reward, terminated, truncated, _ = result
+    return observation, float(reward), bool(terminated or truncated)
+  observation, reward, done, _ = result
+  return observation, float(reward), bool(done)
+
+
+def evaluate_export(path: str, options: Options) -> Dict[str, Any]:
+  """Runs an export in a gym environment.
+
+  Episode `i` resets the environment with seed `options.seed + i`. The
+  policy state starts from `get_initial_state(1)` and is fed back after each
+  step.
+
+  Args:
+    path: The export directory.
+    options: `env`, `episodes`, `seed` and `max_steps` are used.
+
+  Returns:
+    A JSON-serializable dict with the returns and their statistics.
+
+  Raises:
+    CliError: If the export or the environment cannot be used.
+  """
+  if options.episodes <= 0:
+    raise CliError('--episodes must be > 0', EXIT_USAGE)
+  if options.max_steps <= 0:
+    raise CliError('--max_steps must be > 0', EXIT_USAGE)
+  loaded = load_export(path)
+  gym = _import_gym()
+  env = _make_env(gym, options.env)
+  try:
+    time_step_spec = _action_time_step_spec(loaded)
+    _check_env_compatible(gym, env, time_step_spec, path, options.env)
+    discrete = isinstance(env.action_space, gym.spaces.Discrete)
+    returns, lengths = [], []
+    seeds = [options.seed + i for i in range(options.episodes)]
+    for seed in seeds:
+      observation = _reset(env, seed)
+      state = loaded.get_initial_state(1)
+      step_type, reward, discount = 0, 0.0, 1.0
+      total, length = 0.0, 0
+      for _ in range(options.max_steps):
+        policy_step = loaded.action(
+            _batched_time_step(time_step_spec, step_type, reward, discount,
+                               observation), state)
+        state = policy_step.state
+        action = np.asarray(tf.nest.flatten(policy_step.action)[0])[0]
+        observation, reward, done = _step(
+            env, int(action) if discrete else action)
+        total += reward
+        length += 1
+        step_type = 1
+        if done:
+          break
+      returns.append(total)
+      lengths.append(length)
+  except CliError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    raise CliError('running {} in {} failed: {}'.format(
+        path, options.env, _one_line(e)))
+  finally:
+    env.close()
+  return {
+      'export_dir': path,
+      'env': options.env,
+      'episodes': options.episodes,
+      'seeds': seeds,
+      'returns': returns,
+      'episode_lengths': lengths,
+      'average_return': float(np.mean(returns)),
+      'std_return': float(np.std(returns)),
+      'min_return': float(np.min(returns)),
+      'max_return': float(np.max(returns)),
+      'train_step': _train_step(loaded),
+  }
+
+
+def _tflite_ops(model: bytes) -> List[str]:
+  """Names of the ops in a TFLite model, from TFLite's model analyzer."""
+  text = io.StringIO()
+  try:
+    with contextlib.redirect_stdout(text):
+      tf.lite.experimental.Analyzer.analyze(model_content=model)
+  except Exception as e:  # pylint: disable=broad-except
+    logging.warning('TFLite analyzer failed: %s', e)
+    return []
+  return sorted(set(_TFLITE_OP.findall(text.getvalue())))
+
+
+def _tflite_signatures(model: bytes) -> Optional[Dict[str, Any]]:
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore')
+      interpreter = tf.lite.Interpreter(model_content=model)
+      return interpreter.get_signature_list()
+  except Exception as e:  # pylint: disable=broad-except
+    logging.warning('Cannot read the TFLite signatures: %s', e)
+    return None
+
+
+def convert_export(path: str, options: Options) -> Dict[str, Any]:
+  """Converts a signature of an export to a TFLite model file.
+
+  Args:
+    path: The export directory.
+    options: `to`, `output` and `signature` are used.
+
+  Returns:
+    A JSON-serializable dict describing the model written.
+
+  Raises:
+    CliError: On a bad option, a bad export, or a failed conversion.
+  """
+  if options.to != 'tflite':
+    raise CliError(
+        '--to must be tflite, got {!r}'.format(options.to), EXIT_USAGE)
+  if not options.output:
+    raise CliError('convert needs --output=FILE', EXIT_USAGE)
+  proto = read_saved_model_proto(path)
+  _check_policy_signatures(path, proto)
+  if options.signature not in proto.meta_graphs[0].signature_def:
+    raise CliError('{} has no signature {!r} (it has: {})'.format(
+        path, options.signature,
+        ', '.join(signatures_from_proto(proto))))
+  _register_distribution_types()
+  converter = getattr(policy_saver, 'convert_action_to_tflite', None)
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore')
+      if converter is not None:
+        model, report = converter(path, signature_key=options.signature)
+        builtin_only = bool(report.builtin_ops_only)
+        select_tf_ops = list(report.select_tf_ops)
+      else:
+        tflite = tf.lite.TFLiteConverter.from_saved_model(
+            path, signature_keys=[options.signature])
+        model = tflite.convert()
+        builtin_only, select_tf_ops = True, []
+  except Exception as e:  # pylint: disable=broad-except
+    raise CliError('TFLite conversion of {} failed: {}'.format(
+        path, _one_line(e)))
+  output_dir = os.path.dirname(options.output)
+  try:
+    if output_dir:
+      tf.io.gfile.makedirs(output_dir)
+    with tf.io.gfile.GFile(options.output, 'wb') as f:
+      f.write(model)
+  except Exception as e:  # pylint: disable=broad-except
+    raise CliError('cannot write {}: {}'.format(options.output, _one_line(e)))
+  signatures = _tflite_signatures(model)
+  return {
+      'export_dir': path,
+      'signature': options.signature,
+      'output': options.output,
+      'bytes': len(model),
+      'builtin_ops_only': builtin_only,
+      'select_tf_ops': select_tf_ops,
+      'ops': _tflite_ops(model),
+      'tflite_signature': (signatures or {}).get(options.signature),
+  }
+
+
+def _diff_named(a: List[Dict[str, Any]],
+                b: List[Dict[str, Any]],
+                key: str) -> Dict[str, Any]:
+  by_a = {item[key]: item for item in a}
+  by_b = {item[key]: item for item in b}
+  changed = []
+  for name in sorted(set(by_a) & set(by_b)):
+    if by_a[name] != by_b[name]:
+      changed.append({key: name, 'a': by_a[name], 'b': by_b[name]})
+  return {
+      'only_in_a': sorted(set(by_a) - set(by_b)),
+      'only_in_b': sorted(set(by_b) - set(by_a)),
+      'changed': changed,
+  }
+
+
+def _is_empty(diff: Dict[str, Any]) -> bool:
+  return not any(diff[k] for k in ('only_in_a', 'only_in_b', 'changed'))
+
+
+def _variables(loaded: Any) -> List[Dict[str, Any]]:
+  variables = list(getattr(loaded, 'model_variables', []))
+  names = [v.name for v in variables]
+  unique = len(set(names)) == len(names)
+  return [{
+      'name': v.name if unique else '{}#{}'.format(i, v.name),
+      'dtype': v.dtype.name,
+      'shape': v.shape.as_list(),
+      'value': v.numpy(),
+  } for i, v in enumerate(variables)]
+
+
+def _diff_variables(a: List[Dict[str, Any]],
+                    b: List[Dict[str, Any]]) -> Dict[str, Any]:
+  """Pairs variables by position when the counts match, else by name.
+
+  Keras numbers layer names per process (`dense_1`, `dense_2`, ...), so two
+  exports of one architecture can name the same variable differently; the
+  order of `model_variables` is the network's and stays the same.
+
+  Args:
+    a: `_variables` of export A.
+    b: `_variables` of export B.
+
+  Returns:
+    `only_in_a`, `only_in_b` (names), `changed` (entries with the name, and
+    `name_b` if B names it differently, and either `max_abs_diff` or the
+    differing `a`/`b` dtype and shape) and the count of `equal` variables.
+  """
+  if len(a) == len(b):
+    pairs = list(zip(a, b))
+    only_in_a, only_in_b = [], []
+  else:
+    by_a = {v['name']: v for v in a}
+    by_b = {v['name']: v for v in b}
+    pairs = [(by_a[n], by_b[n]) for n in sorted(set(by_a) & set(by_b))]
+    only_in_a = sorted(set(by_a) - set(by_b))
+    only_in_b = sorted(set(by_b) - set(by_a))
+  changed, equal = [], 0
+  for va, vb in pairs:
+    entry = {'name': va['name']}
+    if va['name'] != vb['name']:
+      entry['name_b'] = vb['name']
+    if va['dtype'] != vb['dtype'] or va['shape'] != vb['shape']:
+      entry.update(a={'dtype': va['dtype'], 'shape': va['shape']},
+                   b={'dtype': vb['dtype'], 'shape': vb['shape']})
+      changed.append(entry)
+    elif not np.array_equal(va['value'], vb['value']):
+      if va['value'].dtype.kind in 'fiub':
+        entry['max_abs_diff'] = float(np.max(np.abs(
+            va['value'].astype(np.float64) - vb['value'].astype(np.float64))))
+      changed.append(entry)
+    else:
+      equal += 1
+  return {
+      'only_in_a': only_in_a,
+      'only_in_b': only_in_b,
+      'changed': changed,
+      'equal': equal,
+  }
+
+
+def diff_exports(path_a: str, path_b: str) -> Dict[str, Any]:
+  """Compares two exports.
+
+  Args:
+    path_a: An export directory.
+    path_b: Another export directory.
+
+  Returns:
+    A JSON-serializable dict: per category (`signatures`, `specs`,
+    `variables`, `train_step`, `metadata`) what differs, and `identical`.
+
+  Raises:
+    CliError: If either path is not a loadable policy export.
+  """
+  loaded = []
+  signatures = []
+  specs = []
+  for path in (path_a, path_b):
+    proto = read_saved_model_proto(path)
+    signatures.append(signatures_from_proto(proto))
+    loaded.append(load_export(path))
+    specs.append(read_specs(path, loaded[-1]) or {})
+
+  signature_diff = {
+      'only_in_a': sorted(set(signatures[0]) - set(signatures[1])),
+      'only_in_b': sorted(set(signatures[1]) - set(signatures[0])),
+      'changed': {},
+  }
+  for name in sorted(set(signatures[0]) & set(signatures[1])):
+    per_part = {}
+    for part in ('inputs', 'outputs'):
+      part_diff = _diff_named(signatures[0][name][part],
+                              signatures[1][name][part], 'name')
+      if not _is_empty(part_diff):
+        per_part[part] = part_diff
+    if per_part:
+      signature_diff['changed'][name] = per_part
+
+  spec_diff = {}
+  for key in _SPEC_KEYS:
+    part_diff = _diff_named(specs[0].get(key, []), specs[1].get(key, []),
+                            'path')
+    if not _is_empty(part_diff):
+      spec_diff[key] = part_diff
+
+  variable_diff = _diff_variables(_variables(loaded[0]),
+                                  _variables(loaded[1]))
+  steps = [_train_step(x) for x in loaded]
+  metadata = [_metadata(x) for x in loaded]
+  metadata_diff = {
+      name: {'a': metadata[0].get(name), 'b': metadata[1].get(name)}
+      for name in sorted(set(metadata[0]) | set(metadata[1]))
+      if metadata[0].get(name) != metadata[1].get(name)
+  }
+  identical = (
+      not signature_diff['only_in_a'] and not signature_diff['only_in_b']
+      and not signature_diff['changed'] and not spec_diff
+      and _is_empty(variable_diff) and steps[0] == steps[1]
+      and not metadata_diff)
+  return {
+      'a': path_a,
+      'b': path_b,
+      'identical': identical,
+      'signatures': signature_diff,
+      'specs': spec_diff,
+      'variables': variable_diff,
+      'train_step': {'a': steps[0], 'b': steps[1],
+                     'differs': steps[0] != steps[1]},
+      'metadata': metadata_diff,
+  }
+
+
+def run_command(command: str, args: Sequence[str],
+                options: Options) -> Dict[str, Any]:
+  """Runs one command.
+
+  Args:
+    command: One of `COMMANDS`.
+    args: Its positional arguments (directories).
+    options: The flag values.
+
+  Returns:
+    The command's result, a JSON-serializable dict.
+
+  Raises:
+    CliError: On a usage error (exit code 2) or a failure (exit code 1).
+  """
+  expected = {'inspect': 1, 'eval': 1, 'convert': 1, 'diff': 2}
+  if command not in expected:
+    raise CliError(
+        'unknown command {!r}; expected one of: {}'.format(
+            command, ', '.join(COMMANDS)), EXIT_USAGE)
+  if len(args) != expected[command]:
+    raise CliError(
+        '{} takes {} directory argument{}, got {}: {}'.format(
+            command, expected[command], 's' if expected[command] > 1 else '',
+            len(args), ' '.join(args) or '(none)'), EXIT_USAGE)
+  if command == 'inspect':
+    return inspect_export(args[0])
+  if command == 'eval':
+    return evaluate_export(args[0], options)
+  if command == 'convert':
+    return convert_export(args[0], options)
+  return diff_exports(args[0], args[1])
+
+
+# ---------------------------------------------------------------- output
+
+
+def _format_shape(shape: Optional[List[Optional[int]]]) -> str:
+  if shape is None:
+    return '<unknown rank>'
+  return '[{}]'.format(', '.join('None' if d is None else str(d)
+                                 for d in shape))
+
+
+def _compact(value: Any) -> str:
+  if isinstance(value, list):
+    return '[{}]'.format(', '.join(_compact(v) for v in value))
+  if isinstance(value, float):
+    return '{:.4g}'.format(value)
+  return str(value)
+
+
+def _format_tensors(items: List[Dict[str, Any]], key: str,
+                    indent: str) -> List[str]:
+  """One line per tensor: its name (or nest path), dtype and shape."""
+  if not items:
+    return [indent + '(none)']
+  labels = []
+  for item in items:
+    label = str(item[key]) or '(root)'
+    if item.get('keyword', item[key]) != item[key]:
+      label += ' (keyword {})'.format(item['keyword'])
+    labels.append(label)
+  width = max(len(label) for label in labels)
+  lines = []
+  for label, item in zip(labels, items):
+    line = '{}{:<{w}}  {:<8} {}'.format(
+        indent, label, str(item['dtype']), _format_shape(item['shape']),
+        w=width)
+    if 'minimum' in item:
+      line += '  min {} max {}'.format(_compact(item['minimum']),
+                                       _compact(item['maximum']))
+    lines.append(line)
+  return lines
+
+
+def _format_inspect(result: Dict[str, Any]) -> str:
+  written = result['written_by']
+  lines = ['Export: {}'.format(result['export_dir']),
+           'Written by TensorFlow {} ({})'.format(
+               written['tensorflow_version'] or 'unknown',
+               written['tensorflow_git_version'] or 'unknown'),
+           'Train step: {}'.format(result['train_step']),
+           'Metadata:']
+  if result['metadata']:
+    lines += ['  {}: {}'.format(k, v) for k, v in result['metadata'].items()]
+  else:
+    lines.append('  (none)')
+  lines.append('Functions: {}'.format(', '.join(result['functions'])
+                                      or '(none)'))
+  lines.append('Signatures:')
+  for name, signature in result['signatures'].items():
+    lines.append('  {}'.format(name))
+    lines.append('    inputs:')
+    lines += _format_tensors(signature['inputs'], 'name', '      ')
+    lines.append('    outputs:')
+    lines += _format_tensors(signature['outputs'], 'name', '      ')
+  lines.append('Specs:')
+  if result['specs'] is None:
+    lines.append('  (not recorded in this export)')
+  else:
+    for key in _SPEC_KEYS:
+      lines.append('  {}:'.format(key))
+      lines += _format_tensors(result['specs'][key], 'path', '    ')
+  lines.append('Files ({}, {} bytes):'.format(len(result['files']),
+                                              result['total_bytes']))
+  lines += ['  {:>10}  {}'.format(f['bytes'], f['path'])
+            for f in result['files']]
+  return '\n'.join(lines)
+
+
+def _format_eval(result: Dict[str, Any]) -> str:
+  seeds = result['seeds']
+  return '\n'.join([
+      'Export: {} (train step {})'.format(result['export_dir'],
+                                          result['train_step']),
+      'Environment: {}, {} episodes (seeds {}..{})'.format(
+          result['env'], result['episodes'], seeds[0], seeds[-1]),
+      'Returns: {}'.format(' '.join('{:g}'.format(r)
+                                    for r in result['returns'])),
+      'Average return: {:.2f} (std {:.2f}, min {:g}, max {:g})'.format(
+          result['average_return'], result['std_return'],
+          result['min_return'], result['max_return']),
+  ])
+
+
+def _format_convert(result: Dict[str, Any]) -> str:
+  lines = ['Wrote {} ({} bytes): the {!r} signature of {}'.format(
+      result['output'], result['bytes'], result['signature'],
+      result['export_dir'])]
+  if result['builtin_ops_only']:
+    lines.append('TFLite builtin ops only.')
+  else:
+    lines.append('Needs select TF ops (Flex delegate): {}'.format(
+        ', '.join(result['select_tf_ops']) or '(unknown)'))
+  lines.append('Ops: {}'.format(', '.join(result['ops']) or '(unknown)'))
+  signature = result['tflite_signature']
+  if signature:
+    lines.append('Inputs: {}'.format(', '.join(signature['inputs'])))
+    lines.append('Outputs: {}'.format(', '.join(signature['outputs'])))
+  return '\n'.join(lines)
+
+
+def _format_diff(result: Dict[str, Any]) -> str:
+  lines = ['A: {}'.format(result['a']), 'B: {}'.format(result['b'])]
+  signatures = result['signatures']
+  if not (signatures['only_in_a'] or signatures['only_in_b']
+          or signatures['changed']):
+    lines.append('Signatures: same')
+  else:
+    lines.append('Signatures: differ')
+    for side in ('only_in_a', 'only_in_b'):
+      if signatures[side]:
+        lines.append('  {}: {}'.format(_SIDE[side],
+                                       ', '.join(signatures[side])))
+    for name, parts in signatures['changed'].items():
+      for part, part_diff in parts.items():
+        for side in ('only_in_a', 'only_in_b'):
+          if part_diff[side]:
+            lines.append('  {} {} {}: {}'.format(
+                name, part, _SIDE[side], ', '.join(part_diff[side])))
+        for change in part_diff['changed']:
+          lines.append('  {} {} {}: {} {} vs {} {}'.format(
+              name, part, change['name'], change['a']['dtype'],
+              _format_shape(change['a']['shape']), change['b']['dtype'],
+              _format_shape(change['b']['shape'])))
+  if not result['specs']:
+    lines.append('Specs: same')
+  else:
+    lines.append('Specs: differ')
+    for key, part_diff in result['specs'].items():
+      for side in ('only_in_a', 'only_in_b'):
+        if part_diff[side]:
+          lines.append('  {} {}: {}'.format(
+              key, _SIDE[side],
+              ', '.join(p or '(root)' for p in part_diff[side])))
+      for change in part_diff['changed']:
+        lines.append('  {} {}: {} vs {}'.format(
+            key, change['path'] or '(root)',
+            {k: v for k, v in change['a'].items() if k != 'path'},
+            {k: v for k, v in change['b'].items() if k != 'path'}))
+  variables = result['variables']
+  if _is_empty(variables):
+    lines.append('Variables: same ({} equal)'.format(variables['equal']))
+  else:
+    lines.append('Variables: differ ({} equal, {} changed, {} only in A, '
+                 '{} only in B)'.format(
+                     variables['equal'], len(variables['changed']),
+                     len(variables['only_in_a']),
+                     len(variables['only_in_b'])))
+    for change in variables['changed']:
+      name = change['name']
+      if 'name_b' in change:
+        name += ' (B: {})'.format(change['name_b'])
+      if 'max_abs_diff' in change:
+        lines.append('  {}: max abs diff {:g}'.format(
+            name, change['max_abs_diff']))
+      elif 'a' in change:
+        lines.append('  {}: {} {} vs {} {}'.format(
+            name, change['a']['dtype'], _format_shape(change['a']['shape']),
+            change['b']['dtype'], _format_shape(change['b']['shape'])))
+      else:
+        lines.append('  {}: values differ'.format(name))
+    for side in ('only_in_a', 'only_in_b'):
+      for name in variables[side]:
+        lines.append('  {} {}'.format(name, _SIDE[side]))
+  step = result['train_step']
+  lines.append('Train step: {}'.format(
+      '{} vs {}'.format(step['a'], step['b']) if step['differs']
+      else 'same ({})'.format(step['a'])))
+  if result['metadata']:
+    lines.append('Metadata: differ')
+    for name, values in result['metadata'].items():
+      lines.append('  {}: {} vs {}'.format(name, values['a'], values['b']))
+  else:
+    lines.append('Metadata: same')
+  lines.append('The exports are {}.'.format(
+      'identical' if result['identical'] else 'different'))
+  return '\n'.join(lines)
+
+
+_FORMATTERS = {
+    'inspect': _format_inspect,
+    'eval': _format_eval,
+    'convert': _format_convert,
+    'diff': _format_diff,
+}
+
+
+def format_text(command: str, result: Dict[str, Any]) -> str:
+  """Formats a command's result for people."""
+  return _FORMATTERS[command](result)
+
+
+# ---------------------------------------------------------------- main
+
+
+def _usage() -> str:
+  lines = [__doc__.strip(), '', 'Flags:']
+  for holder in _FLAG_HOLDERS:
+    flag = flags.FLAGS[holder.name]
+    lines.append('  --{}: {} (default: {})'.format(
+        flag.name, flag.help, flag.default_as_str))
+  lines.append('  --help: show this help.')
+  return '\n'.join(lines) + '\n'
+
+
+def _report_error(message: str, exit_code: int, as_json: bool) -> int:
+  if as_json:
+    print(json.dumps({'error': message, 'exit_code': exit_code}))
+  sys.stderr.write('{}: error: {}\n'.format(PROGRAM, message))
+  sys.stderr.flush()
+  return exit_code
+
+
+def parse_flags(argv: Sequence[str]) -> List[str]:
+  """Parses flags; `--help` prints usage and exits 0, bad flags exit 2.
+
+  Args:
+    argv: The command line, program name first.
+
+  Returns:
+    The program name and the positional arguments.
+  """
+  if any(arg in ('-h', '--help', '-help', '--helpshort') for arg in argv[1:]):
+    sys.stdout.write(_usage())
+    sys.exit(EXIT_OK)
+  try:
+    return flags.FLAGS(list(argv))
+  except flags.Error as e:
+    as_json = '--json' in argv
+    sys.exit(_report_error('{} (see --help)'.format(_one_line(e)),
+                           EXIT_USAGE, as_json))
+
+
+def main(argv: Sequence[str]) -> int:
+  """Runs the command named by `argv[1]`; returns the exit code."""
+  as_json = _JSON.value
+  if not flags.FLAGS['verbosity'].present:
+    # absl logs INFO to stderr under app.run; keep stderr for errors.
+    logging.set_verbosity(logging.WARNING)
+  if len(argv) < 2:
+    return _report_error(
+        'no command given; expected one of: {} (see --help)'.format(
+            ', '.join(COMMANDS)), EXIT_USAGE, as_json)
+  options = Options(
+      env=_ENV.value,
+      episodes=_EPISODES.value,
+      seed=_SEED.value,
+      max_steps=_MAX_STEPS.value,
+      to=_TO.value,
+      output=_OUTPUT.value,
+      signature=_SIGNATURE.value,
+  )
+  command, args = argv[1], list(argv[2:])
+  try:
+    result = run_command(command, args, options)
+  except CliError as e:
+    message = str(e)
+    if e.exit_code == EXIT_USAGE:
+      message += ' (see --help)'
+    return _report_error(message, e.exit_code, as_json)
+  except Exception as e:  # pylint: disable=broad-except
+    logging.debug('Unexpected error', exc_info=True)
+    return _report_error(
+        '{}: {}'.format(type(e).__name__, _one_line(e)), EXIT_FAILURE,
+        as_json)
+  if as_json:
+    print(json.dumps(result, indent=2))
+  else:
+    print(format_text(command, result))
+  return EXIT_OK
+
+
+def run() -> None:
+  """Entry point: `saved_policy_cli COMMAND ARGS... [flags]`."""
+  app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == '__main__':
+  run()

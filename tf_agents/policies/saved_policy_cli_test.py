@@ -1,0 +1,442 @@
+# coding=utf-8
+"""Tests for tf_agents.policies.saved_policy_cli."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import gym
+import numpy as np
+import tensorflow as tf
+
+from tf_agents.agents.dqn import dqn_agent
+from tf_agents.environments import suite_gym
+from tf_agents.environments import tf_py_environment
+from tf_agents.networks import q_network
+from tf_agents.networks import q_rnn_network
+from tf_agents.policies import policy_saver
+from tf_agents.policies import saved_policy_cli
+
+_ENV = 'CartPole-v0'
+_PUSH_RIGHT = 1
+
+
+def _make_export(export_dir, network, train_step, metadata, constant_action):
+  """Exports a DQN greedy policy; optionally one that always picks an action.
+
+  Args:
+    export_dir: Where to save.
+    network: A Q-network for CartPole (2 actions).
+    train_step: Value of the exported train step.
+    metadata: Dict name -> Python value, exported as variables.
+    constant_action: If not None, all weights are zeroed and the bias of the
+      output layer (the only variable of shape [2]) makes the greedy policy
+      always choose this action.
+
+  Returns:
+    The export's model variables' count.
+  """
+  env = tf_py_environment.TFPyEnvironment(suite_gym.load(_ENV))
+  agent = dqn_agent.DqnAgent(
+      env.time_step_spec(),
+      env.action_spec(),
+      q_network=network,
+      optimizer=tf.keras.optimizers.Adam(1e-3),
+      train_step_counter=tf.Variable(train_step, dtype=tf.int64),
+  )
+  agent.initialize()
+  variables = agent.policy.variables()
+  if constant_action is not None:
+    output_biases = [v for v in variables if v.shape.as_list() == [2]]
+    assert len(output_biases) == 1, [v.name for v in variables]
+    for v in variables:
+      v.assign(tf.zeros_like(v))
+    output_biases[0].assign(tf.one_hot(constant_action, 2))
+  saver = policy_saver.PolicySaver(
+      agent.policy,
+      train_step=agent.train_step_counter,
+      metadata={k: tf.Variable(v) for k, v in metadata.items()},
+  )
+  saver.save(export_dir)
+  return len(variables)
+
+
+def _gym_returns_of_constant_action(action, seeds):
+  env = gym.make(_ENV)
+  returns = []
+  for seed in seeds:
+    env.reset(seed=seed)
+    total, done = 0.0, False
+    while not done:
+      _, reward, done, _ = env.step(action)
+      total += reward
+    returns.append(total)
+  return returns
+
+
+class _Exports(object):
+  """The exports every test uses, made once per process."""
+
+  def __init__(self):
+    root = tempfile.mkdtemp(dir=absltest.TEST_TMPDIR.value)
+    env = tf_py_environment.TFPyEnvironment(suite_gym.load(_ENV))
+    obs_spec, action_spec = env.observation_spec(), env.action_spec()
+    self.dense_dir = os.path.join(root, 'dense')
+    self.dense_variables = _make_export(
+        self.dense_dir,
+        q_network.QNetwork(obs_spec, action_spec, fc_layer_params=(8,)),
+        train_step=7,
+        metadata={
+            'environment_steps': np.int64(42),
+            'average_return': np.float32(1.5),
+        },
+        constant_action=_PUSH_RIGHT)
+    self.dense_b_dir = os.path.join(root, 'dense_b')
+    _make_export(
+        self.dense_b_dir,
+        q_network.QNetwork(obs_spec, action_spec, fc_layer_params=(8,)),
+        train_step=9,
+        metadata={
+            'environment_steps': np.int64(42),
+            'average_return': np.float32(2.5),
+        },
+        constant_action=None)
+    self.rnn_dir = os.path.join(root, 'rnn')
+    _make_export(
+        self.rnn_dir,
+        q_rnn_network.QRnnNetwork(
+            obs_spec, action_spec, input_fc_layer_params=(8,),
+            lstm_size=(4,), output_fc_layer_params=(8,)),
+        train_step=3,
+        metadata={},
+        constant_action=_PUSH_RIGHT)
+    self.not_export_dir = os.path.join(root, 'not_an_export')
+    os.makedirs(self.not_export_dir)
+    with open(os.path.join(self.not_export_dir, 'notes.txt'), 'w') as f:
+      f.write('not a SavedModel\n')
+    self.plain_saved_model_dir = os.path.join(root, 'plain_saved_model')
+    module = tf.Module()
+    module.double = tf.function(
+        lambda x: 2.0 * x, input_signature=[tf.TensorSpec([], tf.float32)])
+    tf.saved_model.save(module, self.plain_saved_model_dir)
+    self.missing_dir = os.path.join(root, 'missing')
+
+
+_EXPORTS = []
+
+
+class _ExportsTestCase(tf.test.TestCase, parameterized.TestCase):
+  """Gives each test the exports of `_Exports` as attributes."""
+
+  def setUp(self):
+    super().setUp()
+    if not _EXPORTS:
+      _EXPORTS.append(_Exports())
+    for name, value in vars(_EXPORTS[0]).items():
+      setattr(self, name, value)
+
+
+def _tensors(specs):
+  return sorted((s.name, s.shape.as_list(), s.dtype.name)
+                for s in tf.nest.flatten(specs))
+
+
+def _reported(items):
+  return sorted((i['name'], i['shape'], i['dtype']) for i in items)
+
+
+class InspectTest(_ExportsTestCase):
+
+  def test_dense_export(self):
+    result = saved_policy_cli.inspect_export(self.dense_dir)
+
+    loaded = tf.saved_model.load(self.dense_dir)
+    for name in ('action', 'get_initial_state', 'get_train_step',
+                 'get_metadata'):
+      signature = loaded.signatures[name]
+      self.assertEqual(
+          _reported(result['signatures'][name]['inputs']),
+          _tensors(signature.structured_input_signature))
+      self.assertEqual(
+          _reported(result['signatures'][name]['outputs']),
+          sorted((k, s.shape.as_list(), s.dtype.name)
+                 for k, s in signature.structured_outputs.items()))
+    observation = [i for i in result['signatures']['action']['inputs']
+                   if i['name'].endswith('observation')]
+    self.assertLen(observation, 1)
+    self.assertEqual(observation[0]['shape'], [None, 4])
+    self.assertEqual(observation[0]['dtype'], 'float32')
+    self.assertIn('keyword', observation[0])
+
+    specs = result['specs']
+    by_path = {s['path']: s for s in specs['time_step_spec']}
+    self.assertEqual(by_path['observation']['shape'], [4])
+    self.assertEqual(by_path['step_type']['dtype'], 'int32')
+    self.assertEqual(specs['action_spec'], [{
+        'path': '', 'dtype': 'int64', 'shape': [], 'minimum': 0,
+        'maximum': 1}])
+    self.assertEqual(specs['policy_state_spec'], [])
+
+    self.assertEqual(result['train_step'], 7)
+    self.assertEqual(result['metadata'],
+                     {'average_return': 1.5, 'environment_steps': 42})
+    self.assertEqual(result['written_by']['tensorflow_version'],
+                     tf.__version__)
+    self.assertContainsSubset(
+        ['action', 'get_initial_state', 'get_train_step', 'get_metadata'],
+        result['functions'])
+    files = {f['path']: f['bytes'] for f in result['files']}
+    self.assertEqual(files['saved_model.pb'],
+                     os.path.getsize(os.path.join(self.dense_dir,
+                                                  'saved_model.pb')))
+    self.assertIn('policy_specs.pbtxt', files)
+    self.assertIn(os.path.join('variables', 'variables.index'), files)
+    self.assertEqual(result['total_bytes'], sum(files.values()))
+
+  def test_rnn_export(self):
+    result = saved_policy_cli.inspect_export(self.rnn_dir)
+
+    loaded = tf.saved_model.load(self.rnn_dir)
+    action = loaded.signatures['action']
+    self.assertEqual(_reported(result['signatures']['action']['inputs']),
+                     _tensors(action.structured_input_signature))
+    state_specs = result['specs']['policy_state_spec']
+    self.assertEqual([(s['path'], s['shape'], s['dtype'])
+                      for s in state_specs],
+                     [('0', [4], 'float32'), ('1', [4], 'float32')])
+    initial_state_outputs = {
+        i['name'] for i in result['signatures']['get_initial_state']['outputs']
+    }
+    self.assertLen(initial_state_outputs, 2)
+    self.assertEqual(
+        initial_state_outputs,
+        set(loaded.signatures['get_initial_state'].structured_outputs))
+    self.assertEqual(result['train_step'], 3)
+    self.assertEqual(result['metadata'], {})
+
+  def test_text_output(self):
+    result = saved_policy_cli.inspect_export(self.dense_dir)
+    text = saved_policy_cli.format_text('inspect', result)
+    self.assertIn('Train step: 7', text)
+    self.assertIn('average_return: 1.5', text)
+    self.assertIn('Written by TensorFlow {}'.format(tf.__version__), text)
+    self.assertRegex(text, r'observation\s+float32\s+\[4\]')
+    self.assertRegex(text, r'\d+  saved_model.pb')
+
+  def test_upstream_style_export_without_policy_specs_function(self):
+    # Specs come from policy_specs.pbtxt when the loaded object has no
+    # get_policy_specs (exports written by upstream's saver).
+    specs = saved_policy_cli.read_specs(self.rnn_dir, loaded=None)
+    self.assertLen(specs['policy_state_spec'], 2)
+    self.assertEqual(specs['action_spec'][0]['maximum'], 1)
+
+
+class EvalTest(_ExportsTestCase):
+
+  @parameterized.named_parameters(('dense', 'dense_dir'), ('rnn', 'rnn_dir'))
+  def test_returns_match_gym_with_the_same_actions(self, attribute):
+    options = saved_policy_cli.Options(env=_ENV, episodes=2, seed=3)
+    result = saved_policy_cli.evaluate_export(getattr(self, attribute),
+                                              options)
+    # The export always pushes right, so gym alone predicts its returns.
+    expected = _gym_returns_of_constant_action(_PUSH_RIGHT, [3, 4])
+    self.assertEqual(result['seeds'], [3, 4])
+    self.assertEqual(result['returns'], expected)
+    self.assertEqual(result['episode_lengths'], [int(r) for r in expected])
+    self.assertAlmostEqual(result['average_return'], np.mean(expected))
+    self.assertEqual(result['min_return'], min(expected))
+
+  def test_text_output(self):
+    options = saved_policy_cli.Options(env=_ENV, episodes=1, seed=0)
+    result = saved_policy_cli.evaluate_export(self.dense_dir, options)
+    text = saved_policy_cli.format_text('eval', result)
+    self.assertIn('CartPole-v0, 1 episodes (seeds 0..0)', text)
+    self.assertIn('Average return: {:.2f}'.format(result['returns'][0]), text)
+
+
+class ConvertTest(_ExportsTestCase):
+
+  @parameterized.named_parameters(('dense', 'dense_dir'), ('rnn', 'rnn_dir'))
+  def test_writes_a_tflite_model_that_runs(self, attribute):
+    output = os.path.join(self.create_tempdir().full_path, 'sub',
+                          'policy.tflite')
+    options = saved_policy_cli.Options(to='tflite', output=output)
+    result = saved_policy_cli.convert_export(getattr(self, attribute),
+                                             options)
+
+    with open(output, 'rb') as f:
+      model = f.read()
+    self.assertEqual(result['bytes'], len(model))
+    self.assertEqual(model[4:8], b'TFL3')  # The TFLite file identifier.
+    self.assertTrue(result['builtin_ops_only'])
+    self.assertEqual(result['select_tf_ops'], [])
+    self.assertIn('FULLY_CONNECTED', result['ops'])
+    self.assertIn('ARG_MAX', result['ops'])
+    self.assertEqual(result['ops'], sorted(set(result['ops'])))
+
+    interpreter = tf.lite.Interpreter(model_content=model)
+    runner = interpreter.get_signature_runner('action')
+    details = runner.get_input_details()
+    self.assertCountEqual(details, result['tflite_signature']['inputs'])
+    inputs = {}
+    for name, detail in details.items():
+      shape = [1 if d < 0 else d for d in detail['shape_signature']]
+      shape = shape or []
+      inputs[name] = np.zeros(shape, dtype=detail['dtype'])
+    outputs = runner(**inputs)
+    self.assertEqual(outputs['action'].tolist(), [_PUSH_RIGHT])
+
+  def test_text_output(self):
+    output = os.path.join(self.create_tempdir().full_path, 'p.tflite')
+    result = saved_policy_cli.convert_export(
+        self.dense_dir, saved_policy_cli.Options(output=output))
+    text = saved_policy_cli.format_text('convert', result)
+    self.assertIn('TFLite builtin ops only.', text)
+    self.assertIn('FULLY_CONNECTED', text)
+
+
+class DiffTest(_ExportsTestCase):
+
+  def test_identical(self):
+    result = saved_policy_cli.diff_exports(self.dense_dir, self.dense_dir)
+    self.assertTrue(result['identical'])
+    self.assertEqual(result['variables']['equal'], self.dense_variables)
+    self.assertEqual(result['variables']['changed'], [])
+    self.assertIn('The exports are identical.',
+                  saved_policy_cli.format_text('diff', result))
+
+  def test_same_architecture_different_values(self):
+    result = saved_policy_cli.diff_exports(self.dense_dir, self.dense_b_dir)
+    self.assertFalse(result['identical'])
+    self.assertEqual(result['signatures'],
+                     {'only_in_a': [], 'only_in_b': [], 'changed': {}})
+    self.assertEqual(result['specs'], {})
+    variables = result['variables']
+    self.assertEqual(variables['only_in_a'], [])
+    self.assertEqual(variables['only_in_b'], [])
+    self.assertNotEmpty(variables['changed'])
+    for change in variables['changed']:
+      self.assertGreater(change['max_abs_diff'], 0)
+    self.assertEqual(result['train_step'],
+                     {'a': 7, 'b': 9, 'differs': True})
+    self.assertEqual(result['metadata'],
+                     {'average_return': {'a': 1.5, 'b': 2.5}})
+    text = saved_policy_cli.format_text('diff', result)
+    self.assertIn('Train step: 7 vs 9', text)
+    self.assertIn('The exports are different.', text)
+
+  def test_dense_against_rnn(self):
+    result = saved_policy_cli.diff_exports(self.dense_dir, self.rnn_dir)
+    self.assertFalse(result['identical'])
+    action_inputs = result['signatures']['changed']['action']['inputs']
+    self.assertLen(action_inputs['only_in_b'], 2)
+    self.assertEqual(action_inputs['only_in_a'], [])
+    self.assertEqual(result['specs']['policy_state_spec']['only_in_b'],
+                     ['0', '1'])
+    self.assertNotEmpty(result['variables']['only_in_b'])
+
+
+class ErrorsTest(_ExportsTestCase):
+
+  @parameterized.named_parameters(
+      ('missing_directory', 'inspect', ['missing_dir'], {}, 1,
+       'no such directory'),
+      ('not_an_export', 'inspect', ['not_export_dir'], {}, 1,
+       'has no saved_model.pb'),
+      ('saved_model_but_not_policy', 'inspect', ['plain_saved_model_dir'], {},
+       1, 'not a policy export'),
+      ('eval_missing_directory', 'eval', ['missing_dir'], {}, 1,
+       'no such directory'),
+      ('unknown_env', 'eval', ['dense_dir'], {'env': 'NoSuchEnv-v0'}, 1,
+       "unknown gym environment 'NoSuchEnv-v0'"),
+      ('incompatible_env', 'eval', ['dense_dir'], {'env': 'MountainCar-v0'},
+       1, 'expects observations of shape [4]'),
+      ('zero_episodes', 'eval', ['dense_dir'], {'episodes': 0}, 2,
+       '--episodes'),
+      ('convert_without_output', 'convert', ['dense_dir'], {}, 2,
+       '--output'),
+      ('convert_to_unknown_format', 'convert', ['dense_dir'],
+       {'to': 'onnx', 'output': 'x'}, 2, '--to must be tflite'),
+      ('diff_not_an_export', 'diff', ['dense_dir', 'not_export_dir'], {}, 1,
+       'has no saved_model.pb'),
+      ('unknown_command', 'show', ['dense_dir'], {}, 2, 'unknown command'),
+      ('too_many_arguments', 'inspect', ['dense_dir', 'rnn_dir'], {}, 2,
+       'takes 1 directory argument'),
+  )
+  def test_error(self, command, dirs, options, exit_code, message):
+    args = [getattr(self, d) for d in dirs]
+    with self.assertRaises(saved_policy_cli.CliError) as raised:
+      saved_policy_cli.run_command(command, args,
+                                   saved_policy_cli.Options(**options))
+    self.assertEqual(raised.exception.exit_code, exit_code)
+    self.assertIn(message, str(raised.exception))
+    self.assertNotIn('\n', str(raised.exception))
+
+
+class CommandLineTest(_ExportsTestCase):
+  """Runs the tool as a real process: exit codes, stdout and stderr."""
+
+  def _run(self, *args):
+    path = [p for p in sys.path if p and os.path.isdir(p)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
+    return subprocess.run(
+        [sys.executable, '-m', 'tf_agents.policies.saved_policy_cli'] +
+        list(args),
+        cwd=self.create_tempdir().full_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False)
+
+  def test_inspect_json(self):
+    process = self._run('inspect', self.dense_dir, '--json')
+    self.assertEqual(process.returncode, 0, process.stderr)
+    result = json.loads(process.stdout)
+    self.assertEqual(result['train_step'], 7)
+    self.assertIn('action', result['signatures'])
+
+  def test_help(self):
+    process = self._run('--help')
+    self.assertEqual(process.returncode, 0, process.stderr)
+    for usage in ('inspect DIR', 'eval DIR', 'convert DIR', 'diff DIR_A DIR_B',
+                  '--json', '--episodes', 'Exit codes'):
+      self.assertIn(usage, process.stdout)
+
+  @parameterized.named_parameters(
+      ('missing_directory', ['inspect', 'missing_dir'], 1,
+       'no such directory'),
+      ('not_an_export', ['inspect', 'not_export_dir'], 1,
+       'is not a policy export'),
+      ('unknown_env', ['eval', 'dense_dir', '--env=NoSuchEnv-v0'], 1,
+       'unknown gym environment'),
+      ('unknown_command', ['show', 'dense_dir'], 2, 'unknown command'),
+      ('bad_flag_value', ['eval', 'dense_dir', '--episodes=many'], 2,
+       '--episodes'),
+  )
+  def test_error_is_one_line_and_exit_code(self, args, exit_code, message):
+    args = [getattr(self, a) if a.endswith('_dir') else a for a in args]
+    process = self._run(*args)
+    self.assertEqual(process.returncode, exit_code, process.stderr)
+    self.assertNotIn('Traceback', process.stderr)
+    lines = process.stderr.strip().splitlines()
+    self.assertLen(lines, 1, process.stderr)
+    self.assertStartsWith(lines[0], 'saved_policy_cli: error: ')
+    self.assertIn(message, lines[0])
+    self.assertEqual(process.stdout, '')
+
+  def test_error_with_json(self):
+    process = self._run('inspect', self.missing_dir, '--json')
+    self.assertEqual(process.returncode, 1)
+    self.assertEqual(json.loads(process.stdout), {
+        'error': 'no such directory: {}'.format(self.missing_dir),
+        'exit_code': 1,
+    })
+
+
+if __name__ == '__main__':
+  tf.test.main()

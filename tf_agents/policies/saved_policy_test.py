@@ -1,0 +1,502 @@
+# coding=utf-8
+"""Tests for tf_agents.policies.saved_policy."""
+
+import os
+from unittest import mock
+
+from absl.testing import parameterized
+import numpy as np
+import tensorflow as tf
+
+from tf_agents.drivers import py_driver
+from tf_agents.environments import py_environment
+from tf_agents.networks import q_network
+from tf_agents.networks import q_rnn_network
+from tf_agents.policies import greedy_policy
+from tf_agents.policies import policy_saver
+from tf_agents.policies import py_tf_eager_policy
+from tf_agents.policies import q_policy
+from tf_agents.policies import saved_policy
+from tf_agents.specs import array_spec
+from tf_agents.specs import tensor_spec
+from tf_agents.train import actor
+from tf_agents.trajectories import time_step as ts
+
+_OBS_SPEC = tensor_spec.TensorSpec([4], tf.float32, 'obs')
+_ACTION_SPEC = tensor_spec.BoundedTensorSpec([], tf.int32, 0, 2, 'act')
+_TIME_STEP_SPEC = ts.time_step_spec(_OBS_SPEC)
+_LOCATIONS = (('local', 'local'), ('ram', 'ram'))
+# Chi-square critical value for 2 degrees of freedom at p = 1e-6: a correct
+# sampler exceeds it once in a million runs (and the seeds are fixed).
+_CHI2_CRITICAL_DF2 = 27.63
+
+
+def _q_net(hidden=16, seed=0):
+  net = q_network.QNetwork(_OBS_SPEC, _ACTION_SPEC, fc_layer_params=(hidden,))
+  net.create_variables()
+  _set_weights(net, seed)
+  return net
+
+
+def _set_weights(module, seed, scale=1.0):
+  """Deterministic weights (uniform in [-scale, scale]), zero biases."""
+  rng = np.random.RandomState(seed)
+  for v in module.variables:
+    value = scale * rng.uniform(-1.0, 1.0, v.shape)
+    v.assign((value if len(v.shape) > 1 else 0 * value).astype(np.float32))
+
+
+def _make_policy(kind, seed=0):
+  """A small TF policy: 'mlp' (greedy), 'stochastic' (Boltzmann) or 'rnn'."""
+  if kind == 'mlp':
+    return greedy_policy.GreedyPolicy(
+        q_policy.QPolicy(_TIME_STEP_SPEC, _ACTION_SPEC, q_network=_q_net(
+            seed=seed)))
+  if kind == 'wide_mlp':
+    return greedy_policy.GreedyPolicy(
+        q_policy.QPolicy(_TIME_STEP_SPEC, _ACTION_SPEC, q_network=_q_net(
+            hidden=24, seed=seed)))
+  if kind == 'stochastic':
+    return q_policy.QPolicy(
+        _TIME_STEP_SPEC, _ACTION_SPEC, q_network=_q_net(seed=seed))
+  if kind == 'rnn':
+    net = q_rnn_network.QRnnNetwork(
+        _OBS_SPEC, _ACTION_SPEC, input_fc_layer_params=(8,), lstm_size=(4,),
+        output_fc_layer_params=(8,))
+    net.create_variables()
+    _set_weights(net, seed, scale=1.5)
+    return greedy_policy.GreedyPolicy(
+        q_policy.QPolicy(_TIME_STEP_SPEC, _ACTION_SPEC, q_network=net))
+  raise ValueError(kind)
+
+
+def _time_steps(rng, batch_size=None, step_type=None):
+  shape = () if batch_size is None else (batch_size,)
+  if step_type is None:
+    step_type = rng.randint(0, 3, size=shape)
+  return ts.TimeStep(
+      step_type=np.asarray(step_type, np.int32).reshape(shape),
+      reward=rng.uniform(-1, 1, size=shape).astype(np.float32),
+      discount=np.ones(shape, np.float32),
+      observation=rng.uniform(-2, 2, size=shape + (4,)).astype(np.float32),
+  )
+
+
+class _CountingEnv(py_environment.PyEnvironment):
+  """Episodes of 3 steps; the observation counts steps, reward = action."""
+
+  def __init__(self):
+    super(_CountingEnv, self).__init__()
+    self._t = 0
+
+  def observation_spec(self):
+    return array_spec.ArraySpec((4,), np.float32, 'obs')
+
+  def action_spec(self):
+    return array_spec.BoundedArraySpec((), np.int32, 0, 2, 'act')
+
+  def _obs(self):
+    return (2 * np.sin(self._t * np.arange(1, 5))).astype(np.float32)
+
+  def _reset(self):
+    self._t = 0
+    return ts.restart(self._obs())
+
+  def _step(self, action):
+    if self.current_time_step() is not None and self.current_time_step(
+    ).is_last():
+      return self.reset()
+    self._t += 1
+    reward = np.float32(action)
+    if self._t >= 3:
+      return ts.termination(self._obs(), reward)
+    return ts.transition(self._obs(), reward)
+
+
+class SavedPolicyTest(tf.test.TestCase, parameterized.TestCase):
+
+  def _base(self, location):
+    if location == 'ram':
+      return 'ram://saved_policy_test/{}'.format(self.id())
+    return self.get_temp_dir()
+
+  def _export(self, policy, location='local', name='policy', **saver_kwargs):
+    path = os.path.join(self._base(location), name)
+    saver = policy_saver.PolicySaver(policy, **saver_kwargs)
+    saver.save(path)
+    return path, saver
+
+  def _reference_actions(self, policy, time_step, state=()):
+    step = py_tf_eager_policy.PyTFEagerPolicy(
+        policy, batch_time_steps=False).action(time_step, state)
+    return step
+
+  @parameterized.named_parameters(*_LOCATIONS)
+  def test_specs_come_from_the_export(self, location):
+    policy = _make_policy('rnn')
+    path, _ = self._export(policy, location)
+    loaded = saved_policy.SavedPolicy(path, backend='saved_model')
+    self.assertEqual(
+        loaded.time_step_spec, tensor_spec.to_array_spec(_TIME_STEP_SPEC))
+    self.assertEqual(loaded.action_spec,
+                     tensor_spec.to_array_spec(_ACTION_SPEC))
+    self.assertIsInstance(loaded.action_spec, array_spec.BoundedArraySpec)
+    self.assertEqual(
+        loaded.policy_state_spec,
+        tensor_spec.to_array_spec(policy.policy_state_spec))
+    self.assertEqual(
+        loaded.collect_data_spec,
+        tensor_spec.to_array_spec(policy.collect_data_spec))
+    # The same specs from policy_specs.pbtxt alone.
+    from_file = saved_policy.load_specs(path)
+    self.assertEqual(from_file['time_step_spec'], loaded.time_step_spec)
+    self.assertEqual(from_file['policy_state_spec'], loaded.policy_state_spec)
+
+  @parameterized.named_parameters(
+      ('saved_model', 'saved_model'), ('tflite', 'tflite'), ('auto', 'auto'))
+  def test_deterministic_policy_identical_actions(self, backend):
+    policy = _make_policy('mlp')
+    path, _ = self._export(policy)
+    loaded = saved_policy.SavedPolicy(path, backend=backend)
+    expected_backend = 'saved_model' if backend == 'saved_model' else 'tflite'
+    self.assertEqual(loaded.backend, expected_backend)
+    rng = np.random.RandomState(1)
+    batched = _time_steps(rng, batch_size=64)
+    expected = self._reference_actions(policy, batched).action
+    step = loaded.action(batched)
+    self.assertEqual(step.action.dtype, np.int32)
+    self.assertAllEqual(step.action, expected)
+    self.assertEqual(step.state, ())
+    self.assertEqual(step.info, ())
+    for i in range(3):
+      single = _time_steps(rng)
+      action = loaded.action(single).action
+      self.assertIsInstance(action, np.ndarray)
+      self.assertEqual(action.shape, ())
+      self.assertAllEqual(
+          action,
+          self._reference_actions(
+              policy, tf.nest.map_structure(lambda x: x[None], single)
+          ).action[0], msg='step {}'.format(i))
+
+  def test_auto_uses_saved_model_for_stochastic_policy(self):
+    path, _ = self._export(_make_policy('stochastic'), seed=3)
+    loaded = saved_policy.SavedPolicy(path)
+    self.assertFalse(loaded.is_deterministic)
+    self.assertEqual(loaded.backend, 'saved_model')
+
+  def test_auto_choice_is_exact_for_rnn_policy(self):
+    # TFLite's LSTM kernels may round differently from TensorFlow's; `auto`
+    # must then keep the SavedModel. Either way its outputs match exactly.
+    policy = _make_policy('rnn')
+    path, _ = self._export(policy)
+    auto = saved_policy.SavedPolicy(path, backend='auto')
+    reference = saved_policy.SavedPolicy(path, backend='saved_model')
+    self.assertTrue(auto.is_deterministic)
+    rng = np.random.RandomState(2)
+    state_a = auto.get_initial_state(4)
+    state_r = reference.get_initial_state(4)
+    for _ in range(4):
+      time_step = _time_steps(rng, batch_size=4)
+      step_a = auto.action(time_step, state_a)
+      step_r = reference.action(time_step, state_r)
+      self.assertAllEqual(step_a.action, step_r.action)
+      for a, r in zip(tf.nest.flatten(step_a.state),
+                      tf.nest.flatten(step_r.state)):
+        self.assertAllEqual(a, r)
+      state_a, state_r = step_a.state, step_r.state
+
+  @parameterized.named_parameters(('saved_model', 'saved_model'),
+                                  ('tflite', 'tflite'))
+  def test_stochastic_policy_same_distribution(self, backend):
+    policy = _make_policy('stochastic', seed=4)
+    _set_weights(policy._q_network, seed=4, scale=2.0)  # pylint: disable=protected-access
+    path, _ = self._export(policy, seed=11)
+    loaded = saved_policy.SavedPolicy(path, backend=backend)
+    self.assertEqual(loaded.backend, backend)
+    num_samples = 2000
+    observation = np.linspace(-1, 1, 4).astype(np.float32)
+    time_step = ts.restart(
+        np.tile(observation, (num_samples, 1)), batch_size=num_samples)
+    probs = policy.distribution(
+        ts.restart(tf.constant(observation[None]), batch_size=1)
+    ).action.probs_parameter().numpy()[0]
+    # The check has power: the distribution is far from uniform.
+    self.assertGreater(probs.max() - probs.min(), 0.2)
+    actions = loaded.action(time_step).action
+    counts = np.bincount(actions, minlength=3)
+    expected = probs * num_samples
+    chi2 = float(np.sum((counts - expected)**2 / expected))
+    self.assertLess(chi2, _CHI2_CRITICAL_DF2, msg='counts {} expected {}'.format(
+        counts, expected))
+    # Not all the same action: it samples.
+    self.assertGreater(np.count_nonzero(counts), 1)
+
+  @parameterized.named_parameters(('saved_model', 'saved_model'),
+                                  ('tflite', 'tflite'))
+  def test_rnn_policy_state(self, backend):
+    policy = _make_policy('rnn')
+    path, _ = self._export(policy)
+    loaded = saved_policy.SavedPolicy(path, backend=backend)
+    reference = py_tf_eager_policy.PyTFEagerPolicy(
+        policy, batch_time_steps=False)
+    rng = np.random.RandomState(5)
+    # Batched.
+    state = loaded.get_initial_state(3)
+    ref_state = policy.get_initial_state(3)
+    for i in range(3):
+      time_step = _time_steps(rng, batch_size=3, step_type=[min(i, 1)] * 3)
+      step = loaded.action(time_step, state)
+      ref_step = reference.action(time_step, ref_state)
+      self.assertAllEqual(step.action, ref_step.action)
+      for got, want in zip(tf.nest.flatten(step.state),
+                           tf.nest.flatten(ref_step.state)):
+        self.assertIsInstance(got, np.ndarray)
+        self.assertEqual(got.shape, (3, 4))
+        self.assertAllClose(got, want, atol=1e-5)
+      state, ref_state = step.state, ref_step.state
+    # Unbatched time steps, with an unbatched or a batch-1 state.
+    for batch_size in (None, 1):
+      state = loaded.get_initial_state(batch_size)
+      ref_state = policy.get_initial_state(1)
+      for i in range(3):
+        time_step = _time_steps(rng, step_type=min(i, 1))
+        step = loaded.action(time_step, state)
+        ref_step = reference.action(
+            tf.nest.map_structure(lambda x: x[None], time_step), ref_state)
+        self.assertEqual(step.action.shape, ())
+        self.assertAllEqual(step.action, ref_step.action[0])
+        for got, want in zip(tf.nest.flatten(step.state),
+                             tf.nest.flatten(ref_step.state)):
+          self.assertEqual(got.shape, (4,) if batch_size is None else (1, 4))
+          self.assertAllClose(got.reshape(1, 4), want, atol=1e-5)
+        state, ref_state = step.state, ref_step.state
+
+  def test_get_initial_state_batch_sizes(self):
+    policy = _make_policy('rnn')
+    path, _ = self._export(policy)
+    loaded = saved_policy.SavedPolicy(path, backend='saved_model')
+    self.assertIsNone(loaded.fixed_batch_size)
+    for batch_size, shape in ((None, (4,)), (1, (1, 4)), (3, (3, 4))):
+      state = loaded.get_initial_state(batch_size)
+      self.assertLen(tf.nest.flatten(state), 2)
+      for leaf in tf.nest.flatten(state):
+        self.assertEqual(leaf.shape, shape)
+        self.assertAllEqual(leaf, np.zeros(shape))
+    mlp_path, _ = self._export(_make_policy('mlp'), name='mlp')
+    self.assertEqual(
+        saved_policy.SavedPolicy(
+            mlp_path, backend='saved_model').get_initial_state(2), ())
+
+  @parameterized.named_parameters(('saved_model', 'saved_model'),
+                                  ('tflite', 'tflite'))
+  def test_fixed_batch_size_export(self, backend):
+    policy = _make_policy('rnn')
+    path, _ = self._export(policy, batch_size=2)
+    loaded = saved_policy.SavedPolicy(path, backend=backend)
+    self.assertEqual(loaded.fixed_batch_size, 2)
+    reference = py_tf_eager_policy.PyTFEagerPolicy(
+        policy, batch_time_steps=False)
+    rng = np.random.RandomState(6)
+    for batch_size in (1, 2, 5):
+      state = loaded.get_initial_state(batch_size)
+      for leaf in tf.nest.flatten(state):
+        self.assertEqual(leaf.shape, (batch_size, 4))
+      time_step = _time_steps(rng, batch_size=batch_size, step_type=[1] *
+                              batch_size)
+      step = loaded.action(time_step, state)
+      ref_step = reference.action(time_step,
+                                  policy.get_initial_state(batch_size))
+      self.assertAllEqual(step.action, ref_step.action)
+      for got, want in zip(tf.nest.flatten(step.state),
+                           tf.nest.flatten(ref_step.state)):
+        self.assertAllClose(got, want, atol=1e-5)
+    self.assertEqual(tf.nest.flatten(loaded.get_initial_state())[0].shape,
+                     (4,))
+
+  @parameterized.named_parameters(
+      ('local_saved_model', 'local', 'saved_model'),
+      ('local_tflite', 'local', 'tflite'),
+      ('ram_saved_model', 'ram', 'saved_model'),
+      ('ram_tflite', 'ram', 'tflite'))
+  def test_update_from_checkpoint(self, location, backend):
+    policy = _make_policy('mlp', seed=0)
+    train_step = tf.Variable(10, dtype=tf.int64)
+    path, saver = self._export(policy, location, train_step=train_step)
+    loaded = saved_policy.SavedPolicy(path, backend=backend)
+    self.assertEqual(loaded.get_train_step(), 10)
+    rng = np.random.RandomState(7)
+    time_step = _time_steps(rng, batch_size=64)
+    before = self._reference_actions(policy, time_step).action
+    self.assertAllEqual(loaded.action(time_step).action, before)
+
+    _set_weights(policy.wrapped_policy._q_network, seed=8)  # pylint: disable=protected-access
+    train_step.assign(20)
+    after = self._reference_actions(policy, time_step).action
+    self.assertNotAllEqual(before, after)
+    checkpoint = os.path.join(self._base(location), 'checkpoints',
+                              'policy_checkpoint_0000000020')
+    saver.save_checkpoint(checkpoint)
+    loaded.update_from_checkpoint(checkpoint)
+    self.assertEqual(loaded.backend, backend)
+    self.assertAllEqual(loaded.action(time_step).action, after)
+    self.assertEqual(loaded.get_train_step(), 20)
+    self.assertEqual(
+        loaded.get_train_step_from_last_restored_checkpoint_path(), 20)
+
+    # A full export works as well.
+    _set_weights(policy.wrapped_policy._q_network, seed=9)  # pylint: disable=protected-access
+    saver.save(os.path.join(self._base(location), 'export_30'))
+    loaded.update_from_checkpoint(
+        os.path.join(self._base(location), 'export_30'))
+    self.assertAllEqual(
+        loaded.action(time_step).action,
+        self._reference_actions(policy, time_step).action)
+
+  def test_checkpoint_path_argument(self):
+    policy = _make_policy('mlp', seed=0)
+    path, saver = self._export(policy)
+    _set_weights(policy.wrapped_policy._q_network, seed=8)  # pylint: disable=protected-access
+    checkpoint = os.path.join(self.get_temp_dir(), 'ckpt')
+    saver.save_checkpoint(checkpoint)
+    loaded = saved_policy.SavedPolicy(path, checkpoint_path=checkpoint)
+    self.assertEqual(loaded.backend, 'tflite')
+    time_step = _time_steps(np.random.RandomState(1), batch_size=64)
+    self.assertAllEqual(
+        loaded.action(time_step).action,
+        self._reference_actions(policy, time_step).action)
+
+  @parameterized.named_parameters(*_LOCATIONS)
+  def test_update_from_directory(self, location):
+    policy = _make_policy('mlp', seed=0)
+    train_step = tf.Variable(0, dtype=tf.int64)
+    path, saver = self._export(policy, location, train_step=train_step)
+    loaded = saved_policy.SavedPolicy(path, backend='saved_model')
+    directory = os.path.join(self._base(location), 'checkpoints')
+    time_step = _time_steps(np.random.RandomState(3), batch_size=64)
+
+    self.assertFalse(loaded.update_from_directory(directory))  # Missing.
+    for step, seed in ((5, 1), (40, 2)):
+      _set_weights(policy.wrapped_policy._q_network, seed=seed)  # pylint: disable=protected-access
+      train_step.assign(step)
+      saver.save_checkpoint(
+          os.path.join(directory, 'policy_checkpoint_%010d' % step))
+    # An incomplete newer checkpoint (no index yet) is skipped.
+    tf.io.gfile.makedirs(os.path.join(directory, 'policy_checkpoint_0000000099'))
+    self.assertTrue(loaded.update_from_directory(directory))
+    self.assertEqual(loaded.get_train_step(), 40)
+    self.assertEqual(
+        loaded.get_train_step_from_last_restored_checkpoint_path(), 40)
+    self.assertAllEqual(
+        loaded.action(time_step).action,
+        self._reference_actions(policy, time_step).action)
+    # Nothing changed: nothing is read.
+    with mock.patch.object(saved_policy, 'restore_checkpoint') as restore:
+      self.assertFalse(loaded.update_from_directory(directory))
+      restore.assert_not_called()
+
+    # A newer export of another network is loaded in full.
+    other = _make_policy('wide_mlp', seed=5)
+    policy_saver.PolicySaver(other).save(
+        os.path.join(directory, 'export_0000000050'))
+    self.assertTrue(loaded.update_from_directory(directory))
+    self.assertEqual(
+        loaded.get_train_step_from_last_restored_checkpoint_path(), 50)
+    self.assertEqual(len(loaded.variables()), len(other.variables()))
+    self.assertAllEqual(
+        loaded.action(time_step).action,
+        self._reference_actions(other, time_step).action)
+
+  def test_time_step_mismatch_errors(self):
+    path, _ = self._export(_make_policy('rnn'))
+    loaded = saved_policy.SavedPolicy(path, backend='saved_model')
+    rng = np.random.RandomState(0)
+    good = _time_steps(rng, batch_size=2)
+    state = loaded.get_initial_state(2)
+    with self.assertRaisesRegex(
+        ValueError, r'time_step/observation.*\(4,\).*float32.*got shape '
+        r'\(2, 3\)'):
+      loaded.action(good._replace(observation=np.zeros((2, 3), np.float32)),
+                    state)
+    with self.assertRaisesRegex(
+        ValueError, r'time_step/step_type.*int32.*got.*float32'):
+      loaded.action(good._replace(step_type=np.zeros(2, np.float32)), state)
+    with self.assertRaisesRegex(ValueError, r'time_step/reward.*batch'):
+      loaded.action(good._replace(reward=np.zeros(3, np.float32)), state)
+    with self.assertRaisesRegex(ValueError, r'policy_state/0.*\(4,\).*float32'):
+      loaded.action(good, [np.zeros((2, 5), np.float32)] * 2)
+    with self.assertRaisesRegex(ValueError, r'policy_state'):
+      loaded.action(good)
+    with self.assertRaisesRegex(ValueError, r'batch size 3.*batch size 2'):
+      loaded.action(good, loaded.get_initial_state(3))
+    # Values of the same kind are cast.
+    step = loaded.action(
+        good._replace(observation=good.observation.astype(np.float64)), state)
+    self.assertEqual(step.action.shape, (2,))
+
+  def test_invalid_arguments(self):
+    path, _ = self._export(_make_policy('mlp'))
+    with self.assertRaisesRegex(ValueError, 'backend must be one of'):
+      saved_policy.SavedPolicy(path, backend='onnx')
+    loaded = saved_policy.SavedPolicy(path, backend='saved_model')
+    with self.assertRaisesRegex(ValueError, 'seed'):
+      loaded.action(_time_steps(np.random.RandomState(0)), seed=1)
+
+  def test_stored_tflite_model_is_used(self):
+    # A TFLite model stored in the export is used instead of converting; one
+    # that does not reproduce the SavedModel is rejected by `auto`.
+    other_path, _ = self._export(_make_policy('mlp', seed=1), name='other')
+    model, _ = policy_saver.convert_action_to_tflite(other_path)
+    policy = _make_policy('mlp', seed=0)
+    path, _ = self._export(policy)
+    with tf.io.gfile.GFile(
+        os.path.join(path, 'assets', saved_policy.TFLITE_MODEL_FILENAME),
+        'wb') as f:
+      f.write(model)
+    time_step = _time_steps(np.random.RandomState(4), batch_size=64)
+    other_actions = saved_policy.SavedPolicy(
+        other_path, backend='saved_model').action(time_step).action
+    own_actions = self._reference_actions(policy, time_step).action
+    self.assertNotAllEqual(other_actions, own_actions)
+    forced = saved_policy.SavedPolicy(path, backend='tflite')
+    self.assertAllEqual(forced.action(time_step).action, other_actions)
+    auto = saved_policy.SavedPolicy(path, backend='auto')
+    self.assertEqual(auto.backend, 'saved_model')
+    self.assertAllEqual(auto.action(time_step).action, own_actions)
+
+  @parameterized.named_parameters(('mlp', 'mlp'), ('rnn', 'rnn'))
+  def test_py_driver_and_actor(self, kind):
+    policy = _make_policy(kind)
+    path, _ = self._export(policy)
+    loaded = saved_policy.SavedPolicy(path)
+    env = _CountingEnv()
+    trajectories = []
+    driver = py_driver.PyDriver(
+        env, loaded, [trajectories.append], max_steps=7)
+    time_step, state = driver.run(env.reset(), loaded.get_initial_state(1))
+    self.assertEqual(sum(not t.is_boundary() for t in trajectories), 7)
+    self.assertEqual(time_step.observation.shape, (4,))
+    if kind == 'rnn':
+      for leaf in tf.nest.flatten(state):
+        self.assertEqual(leaf.shape, (1, 4))
+    # The same actions as the original policy run the same way.
+    reference = py_tf_eager_policy.PyTFEagerPolicy(policy)
+    ref_trajectories = []
+    ref_env = _CountingEnv()
+    py_driver.PyDriver(ref_env, reference, [ref_trajectories.append],
+                       max_steps=7).run(ref_env.reset(),
+                                        reference.get_initial_state(1))
+    self.assertAllEqual([t.action for t in trajectories],
+                        [t.action for t in ref_trajectories])
+    self.assertGreater(len({int(t.action) for t in trajectories}), 1)
+
+    episodes = []
+    runner = actor.Actor(
+        _CountingEnv(), loaded, tf.Variable(0, dtype=tf.int64),
+        steps_per_run=6, observers=[episodes.append])
+    runner.run()
+    self.assertEqual(sum(not t.is_boundary() for t in episodes), 6)
+
+
+if __name__ == '__main__':
+  tf.test.main()
