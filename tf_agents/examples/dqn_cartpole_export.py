@@ -190,8 +190,24 @@ def default_output_dir() -> str:
   return os.path.abspath(os.path.join(base, 'outputs', 'dqn_cartpole_export'))
 
 
-def _absolute(path: str) -> str:
-  return path if '://' in path else os.path.abspath(path)
+def resolve_output_dir(path: Optional[str]) -> str:
+  """The absolute output directory for a `--output_dir` value.
+
+  Args:
+    path: The flag's value, or None for `default_output_dir()`. A relative
+      path is taken relative to where the user ran the example
+      (`$BUILD_WORKING_DIRECTORY` under `bazel run`, else the current
+      directory); URLs such as `gs://...` are kept.
+
+  Returns:
+    The directory to write to.
+  """
+  if not path:
+    return default_output_dir()
+  if '://' in path:
+    return path
+  base = os.environ.get('BUILD_WORKING_DIRECTORY') or os.getcwd()
+  return os.path.abspath(os.path.join(base, path))
 
 
 def _say(message: str) -> None:
@@ -537,13 +553,21 @@ def print_report(result: ExampleResult) -> None:
       'yes' if result.returns_match else 'NO', result.seconds))
 
 
-def _config_from_flags() -> ExampleConfig:
+def config_from_flags() -> ExampleConfig:
+  """Builds the run's settings from the command-line flags.
+
+  Returns:
+    The settings; `output_dir` is resolved with `resolve_output_dir`.
+
+  Raises:
+    ValueError: If `--fc_layer_params` holds something other than integers.
+  """
   try:
     layers = tuple(int(x) for x in _FC_LAYER_PARAMS.value)
   except ValueError as e:
     raise ValueError('--fc_layer_params must be integers: {}'.format(e))
   return ExampleConfig(
-      output_dir=_absolute(_OUTPUT_DIR.value or default_output_dir()),
+      output_dir=resolve_output_dir(_OUTPUT_DIR.value),
       num_iterations=_NUM_ITERATIONS.value,
       eval_interval=_EVAL_INTERVAL.value,
       eval_episodes=_EVAL_EPISODES.value,
@@ -557,6 +581,7 @@ def _config_from_flags() -> ExampleConfig:
 
 
 def main(argv: Sequence[str]) -> int:
+  """Runs the example; returns 0 if the two average returns match, else 1."""
   if len(argv) > 1:
     raise app.UsageError(
         'Unexpected arguments: {}'.format(' '.join(argv[1:]))
@@ -571,7 +596,7 @@ def main(argv: Sequence[str]) -> int:
   # >= 3.8 ("is" with a literal).
   warnings.filterwarnings('ignore', category=SyntaxWarning)
   try:
-    config = _config_from_flags()
+    config = config_from_flags()
     config.validate()
   except ValueError as e:
     raise app.UsageError(str(e))

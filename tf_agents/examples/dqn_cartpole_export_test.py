@@ -118,11 +118,30 @@ class DqnCartpoleExportTest(tf.test.TestCase, parameterized.TestCase):
   def test_config_from_flags(self):
     with flagsaver.flagsaver(num_iterations=123, fc_layer_params=['16', '8'],
                              output_dir='relative/out', seed=5):
-      config = dqn_cartpole_export._config_from_flags()  # pylint: disable=protected-access
+      with mock.patch.dict(os.environ, {'BUILD_WORKING_DIRECTORY': '/wd'}):
+        config = dqn_cartpole_export.config_from_flags()
     self.assertEqual(config.num_iterations, 123)
     self.assertEqual(config.fc_layer_params, (16, 8))
     self.assertEqual(config.seed, 5)
-    self.assertEqual(config.output_dir, os.path.abspath('relative/out'))
+    self.assertEqual(config.output_dir, '/wd/relative/out')
+
+  @parameterized.named_parameters(
+      ('relative_under_bazel_run', 'out', {'BUILD_WORKING_DIRECTORY': '/wd'},
+       '/wd/out'),
+      ('absolute', '/abs/out', {'BUILD_WORKING_DIRECTORY': '/wd'},
+       '/abs/out'),
+      ('url', 'gs://bucket/out', {'BUILD_WORKING_DIRECTORY': '/wd'},
+       'gs://bucket/out'),
+  )
+  def test_resolve_output_dir(self, path, environ, expected):
+    with mock.patch.dict(os.environ, environ):
+      self.assertEqual(dqn_cartpole_export.resolve_output_dir(path), expected)
+
+  def test_resolve_output_dir_without_bazel(self):
+    with mock.patch.dict(os.environ):
+      os.environ.pop('BUILD_WORKING_DIRECTORY', None)
+      self.assertEqual(dqn_cartpole_export.resolve_output_dir('out'),
+                       os.path.join(os.getcwd(), 'out'))
 
 
 if __name__ == '__main__':

@@ -292,9 +292,8 @@ def _validated_batch_size(batch_size: Any) -> Optional[int]:
       batch_size, numbers.Integral
   ):
     raise ValueError(
-        'batch_size must be None or an integer > 0, got {!r} of type {}.'.format(
-            batch_size, type(batch_size).__name__
-        )
+        'batch_size must be None or an integer > 0, got {!r} of type '
+        '{}.'.format(batch_size, type(batch_size).__name__)
     )
   if batch_size < 1:
     raise ValueError(
@@ -498,15 +497,29 @@ class PolicySaver(object):
         lambda s: add_batch_dim(s, outer_dims), state_names
     )
 
+    if input_fn_and_spec is not None:
+      action_input_spec = (
+          self._input_fn_spec_names(
+              input_fn_and_spec[1], use_nest_path_signatures
+          ),
+      )
+    else:
+      action_input_spec = (time_step_names, state_names)
+    _check_unique_keys(
+        'action signature inputs',
+        [_signature_key(s.name) for s in tf.nest.flatten(action_input_spec)],
+    )
+    _check_unique_keys(
+        'action signature outputs',
+        [s.name for s in tf.nest.flatten(step_names)],
+    )
+
     action_fn = self._make_action_fn(policy, seed)
     distribution_fn = self._make_distribution_fn(policy)
 
     if input_fn_and_spec is not None:
-      input_fn, input_spec = input_fn_and_spec
-      input_names = self._input_fn_spec_names(
-          input_spec, use_nest_path_signatures
-      )
-      action_input_spec = (input_names,)
+      input_fn = input_fn_and_spec[0]
+      (input_names,) = action_input_spec
       batched_input = tf.nest.map_structure(
           lambda s: add_batch_dim(s, outer_dims), input_names
       )
@@ -527,7 +540,6 @@ class PolicySaver(object):
           tf.function(from_example(distribution_fn)), traces
       )
     else:
-      action_input_spec = (time_step_names, state_names)
       if tf.nest.flatten(policy.policy_state_spec):
         polymorphic_action = tf.function(action_fn)
         polymorphic_action.get_concrete_function(
@@ -611,19 +623,13 @@ class PolicySaver(object):
           e,
       )
 
-    train_step_spec = tf.TensorSpec((), train_step.dtype, name=_TRAIN_STEP_KEY)
+    train_step_spec = tf.TensorSpec(
+        train_step.shape, train_step.dtype, name=_TRAIN_STEP_KEY
+    )
     metadata_specs = {
         name: tf.TensorSpec(v.shape, v.dtype, name=name)
         for name, v in metadata.items()
     }
-    _check_unique_keys(
-        'action signature inputs',
-        [_signature_key(s.name) for s in tf.nest.flatten(action_input_spec)],
-    )
-    _check_unique_keys(
-        'action signature outputs',
-        [s.name for s in tf.nest.flatten(step_names)],
-    )
     self._signatures = {
         'action': _flat_signature(
             polymorphic_action,
@@ -874,7 +880,12 @@ class PolicySaver(object):
 
   @property
   def signatures(self) -> Dict[Text, Callable[..., Any]]:
-    """The flat signatures: `action`, `get_initial_state`, `get_train_step`, `get_metadata`."""
+    """The flat signatures keyed by name.
+
+    Returns:
+      A dict with keys `action`, `get_initial_state`, `get_train_step` and
+      `get_metadata`.
+    """
     return self._signatures
 
   @property
@@ -953,7 +964,8 @@ class PolicySaver(object):
       concrete_functions = [fn]
     else:
       # No public API lists the traced concrete functions of a tf.function.
-      concrete_functions = fn._list_all_concrete_functions()  # pylint: disable=protected-access
+      # pylint: disable-next=protected-access
+      concrete_functions = fn._list_all_concrete_functions()
     for i, concrete in enumerate(concrete_functions):
       setattr(self._policy, '{}__variables_{}'.format(name, i),
               list(concrete.variables))

@@ -87,7 +87,9 @@ def _steps_as_json(batch_size, count=3):
   steps = []
   for step in range(count):
     time_step = utils.time_steps(batch_size, step)
-    steps.append({k: np.asarray(v).tolist() for k, v in time_step._asdict().items()})
+    steps.append(
+        {k: np.asarray(v).tolist() for k, v in time_step._asdict().items()}
+    )
   return steps
 
 
@@ -149,7 +151,9 @@ class PolicySaverCompatTest(tf.test.TestCase, parameterized.TestCase):
         self,
         _LOOP_SCRIPT,
         [path, _steps_as_json(2), 2, batch_size is None, include_distribution],
-        block_modules=[] if include_distribution else ['tensorflow_probability'],
+        block_modules=(
+            [] if include_distribution else ['tensorflow_probability']
+        ),
     )
     expected = _expected_actions(policy, 2)
     self.assertAllEqual(expected, result['nested'])

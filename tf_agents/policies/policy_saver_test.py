@@ -555,7 +555,8 @@ class PolicySaverTest(tf.test.TestCase, parameterized.TestCase):
   def testRegisterFunction(self):
     policy = utils.make_policy(utils.STATELESS_DETERMINISTIC)
     saver = policy_saver.PolicySaver(policy)
-    network = policy.wrapped_policy._q_network  # pylint: disable=protected-access
+    # pylint: disable-next=protected-access
+    network = policy.wrapped_policy._q_network
 
     def q_values(observation):
       return network(observation)[0]

@@ -7,9 +7,13 @@ the export directory (any `tf.io.gfile` path, e.g. `gs://` or `ram://`).
 
 Backends
 --------
-* `'saved_model'`: the export's flat `action` signature, called as a concrete
-  function with keyword names resolved once at load (no per-step `tf.nest`,
-  no retracing). Works for every export.
+* `'saved_model'`: the export's `action` signature graph run by a
+  `tf.compat.v1.Session` in the calling thread, with feeds and fetches
+  resolved once at load (numpy in and out: no per-step `tf.nest`, tensor
+  conversion, argument binding or retracing). Works for every export; if the
+  TF1 loader cannot read one, the loaded `action` concrete function is called
+  instead. The export is loaded twice (once eagerly for specs, metadata,
+  checkpoints and conversion), so its variables take twice the memory.
 * `'tflite'`: the `action` signature run by `tf.lite.Interpreter` with tensor
   indices resolved once. The model is read from
   `<export_dir>/assets/action.tflite` when that file exists (a saver or a
@@ -52,6 +56,7 @@ Fixes relative to upstream's `SavedModelPyTFEagerPolicy` (tf-agents 0.19.0)
 
 import os
 import re
+import uuid
 import warnings
 from typing import Any, Dict, List, Optional, Sequence, Text, Tuple
 
@@ -304,8 +309,78 @@ def _output_candidates(field: _Field) -> List[Text]:
   return [_joined(field.label, field.path), field.spec.name]
 
 
-class _SavedModelBackend(object):
-  """Runs the export's flat `action` signature."""
+class _SessionBackend(object):
+  """Runs the export's `action` SignatureDef in a `tf.compat.v1.Session`.
+
+  The session runs in the calling thread with pre-resolved feeds and fetches,
+  taking and returning numpy arrays: a step costs one `Session.run` of the
+  graph and no Python-side argument binding or tensor conversion, about half
+  of what calling the loaded concrete function costs.
+  """
+
+  name = BACKEND_SAVED_MODEL
+
+  def __init__(
+      self,
+      export_dir: Text,
+      input_specs: Sequence[tf.TensorSpec],
+      input_keys: Sequence[Text],
+      output_keys: Sequence[Text],
+      num_threads: Optional[int],
+  ):
+    config = tf.compat.v1.ConfigProto(
+        inter_op_parallelism_threads=1,
+        intra_op_parallelism_threads=num_threads or 0,
+        use_per_session_threads=True,
+    )
+    config.gpu_options.allow_growth = True
+    graph = tf.Graph()
+    session = tf.compat.v1.Session(graph=graph, config=config)
+    with graph.as_default():
+      meta_graph = tf.compat.v1.saved_model.load(
+          session, [tf.saved_model.SERVING], export_dir
+      )
+    signature = meta_graph.signature_def[_ACTION_SIGNATURE]
+    feeds = []
+    for spec, key in zip(input_specs, input_keys):
+      info = signature.inputs.get(spec.name) or signature.inputs.get(key)
+      if info is None:
+        raise ValueError(
+            'The action SignatureDef has no input {!r} (it has {}).'.format(
+                key, sorted(signature.inputs)
+            )
+        )
+      feeds.append(info.name)
+    fetches = [signature.outputs[key].name for key in output_keys]
+    self._session = session
+    self._saver_def = meta_graph.saver_def
+    self._call = session.make_callable(
+        fetches, feed_list=feeds, accept_options=True
+    )
+    # Runs the graph in the calling thread: no thread hand-off per step.
+    self._options = tf.compat.v1.RunOptions(inter_op_thread_pool=-1)
+
+  def run(self, arrays: Sequence[np.ndarray], batch_size: int) -> List[Any]:
+    del batch_size  # Any batch size the export was saved with.
+    return self._call(*arrays, options=self._options)
+
+  def sync(self, loaded: Any) -> None:
+    """Copies the variable values of the eager `loaded` into the session."""
+    prefix = 'ram://saved_policy_sync/{}/variables'.format(uuid.uuid4().hex)
+    # `loaded` as the checkpoint root gives the SavedModel's variable keys.
+    tf.train.Checkpoint(root=loaded).write(prefix)
+    try:
+      self._session.run(
+          self._saver_def.restore_op_name,
+          {self._saver_def.filename_tensor_name: prefix},
+      )
+    finally:
+      for path in tf.io.gfile.glob(prefix + '*'):
+        tf.io.gfile.remove(path)
+
+
+class _SignatureBackend(object):
+  """Calls the loaded `action` signature (fallback of `_SessionBackend`)."""
 
   name = BACKEND_SAVED_MODEL
 
@@ -320,12 +395,15 @@ class _SavedModelBackend(object):
     self._output_keys = tuple(output_keys)
 
   def run(self, arrays: Sequence[np.ndarray], batch_size: int) -> List[Any]:
-    del batch_size  # The signature takes any batch size it was saved with.
+    del batch_size  # Any batch size the export was saved with.
     constant = tf.constant
     outputs = self._function(
         **{k: constant(a) for k, a in zip(self._input_keys, arrays)}
     )
     return [outputs[k].numpy() for k in self._output_keys]
+
+  def sync(self, loaded: Any) -> None:
+    del loaded  # Runs on the loaded object's own variables.
 
 
 class _TFLiteBackend(object):
@@ -471,6 +549,47 @@ def _outputs_equal(first: Sequence[Any], second: Sequence[Any]) -> bool:
   return True
 
 
+def _fast_arrays(
+    leaves: Sequence[Any], checks: Sequence[Tuple[np.dtype, Tuple[int, ...]]]
+) -> Optional[Tuple[List[np.ndarray], int, int]]:
+  """Batches `leaves` if all are ndarrays of exactly the expected dtype/shape.
+
+  The per-step fast path: no casts, no error messages. Anything else returns
+  None, and the caller takes the validating path.
+
+  Args:
+    leaves: Flattened arrays.
+    checks: `(dtype, shape)` per leaf.
+
+  Returns:
+    `(arrays with a batch dimension, outer dims (0 or 1), batch size)`, or
+    None.
+  """
+  if len(leaves) != len(checks):
+    return None
+  arrays = []
+  outer = -1
+  batch = 1
+  for leaf, (dtype, shape) in zip(leaves, checks):
+    if type(leaf) is not np.ndarray or leaf.dtype != dtype:  # pylint: disable=unidiomatic-typecheck
+      return None
+    leaf_shape = leaf.shape
+    if leaf_shape == shape:
+      if outer == 1:
+        return None
+      outer = 0
+      arrays.append(leaf[None])
+    elif leaf_shape[1:] == shape and len(leaf_shape) == len(shape) + 1:
+      if outer == 0 or (outer == 1 and leaf_shape[0] != batch):
+        return None
+      outer = 1
+      batch = leaf_shape[0]
+      arrays.append(leaf)
+    else:
+      return None
+  return arrays, max(outer, 0), batch
+
+
 class SavedPolicy(py_policy.PyPolicy):
   """A `PyPolicy` running an export written by `PolicySaver.save`.
 
@@ -494,7 +613,7 @@ class SavedPolicy(py_policy.PyPolicy):
       export_dir: Text,
       checkpoint_path: Optional[Text] = None,
       backend: Text = BACKEND_AUTO,
-      tflite_num_threads: Optional[int] = 1,
+      num_threads: Optional[int] = 1,
   ):
     """Loads the export.
 
@@ -504,8 +623,9 @@ class SavedPolicy(py_policy.PyPolicy):
       checkpoint_path: Optional directory written by `PolicySaver.save` or
         `save_checkpoint` whose variables replace the export's.
       backend: `'auto'`, `'saved_model'` or `'tflite'` (see module docstring).
-      tflite_num_threads: Threads of the TFLite interpreter (None: TFLite's
-        default).
+      num_threads: Threads of the TFLite interpreter and of TensorFlow's
+        intra-op pool for the SavedModel backend (None: their defaults). One
+        suits small policies stepped from one thread.
 
     Raises:
       ValueError: If `backend` is unknown, the export's signatures do not
@@ -517,7 +637,7 @@ class SavedPolicy(py_policy.PyPolicy):
           'backend must be one of {}, got {!r}.'.format(BACKENDS, backend)
       )
     self._requested_backend = backend
-    self._tflite_num_threads = tflite_num_threads
+    self._num_threads = num_threads
     self._export_dir = export_dir
     self._loaded = tf.saved_model.load(export_dir)
     specs = load_specs(export_dir, self._loaded)
@@ -531,10 +651,12 @@ class SavedPolicy(py_policy.PyPolicy):
     self._setup_signatures()
     self._train_step_from_last_restored_checkpoint_path = None
     self._last_update_key = None
-    self._tflite_model_stale = False
+    # Whether the variables differ from the export's (so a stored or
+    # converted-from-disk TFLite model and the session need updating).
+    self._variables_restored = False
+    self._sm_backend = None
     if checkpoint_path:
       self._restore_variables(checkpoint_path)
-      self._tflite_model_stale = True
     self._backend = self._choose_backend()
 
   # ---------------------------------------------------------------------------
@@ -589,6 +711,13 @@ class SavedPolicy(py_policy.PyPolicy):
       batch_sizes.add(shape.as_list()[0])
     fixed = batch_sizes - {None}
     self._fixed_batch_size = fixed.pop() if len(fixed) == 1 else None
+    self._ts_checks = tuple((f.dtype, f.shape) for f in self._ts_fields)
+    self._state_checks = tuple(
+        (f.dtype, f.shape) for f in self._state_fields
+    )
+    self._time_step_is_flat = isinstance(
+        self.time_step_spec, ts.TimeStep
+    ) and not any(tf.nest.is_nested(spec) for spec in self.time_step_spec)
     self._num_ts = len(self._ts_fields)
     self._num_state = len(self._state_fields)
     self._num_action = len(self._action_fields)
@@ -601,15 +730,35 @@ class SavedPolicy(py_policy.PyPolicy):
         initial_state is not None and initial_state.structured_input_signature[1]
     )
 
-  def _make_saved_model_backend(self) -> _SavedModelBackend:
-    return _SavedModelBackend(
-        self._action_signature, self._input_keys, self._output_keys
-    )
+  def _saved_model_backend(self) -> Any:
+    """The SavedModel backend, built once per policy."""
+    if self._sm_backend is None:
+      try:
+        backend = _SessionBackend(
+            self._export_dir,
+            self._input_specs,
+            self._input_keys,
+            self._output_keys,
+            self._num_threads,
+        )
+        if self._variables_restored:
+          backend.sync(self._loaded)
+      except Exception as e:  # pylint: disable=broad-except
+        # E.g. an export the TF1 loader cannot read; TF errors share no type.
+        logging.warning(
+            'Running %s through its loaded signature (slower): the session '
+            'loader failed with %s: %s', self._export_dir, type(e).__name__, e,
+        )
+        backend = _SignatureBackend(
+            self._action_signature, self._input_keys, self._output_keys
+        )
+      self._sm_backend = backend
+    return self._sm_backend
 
   def _make_tflite_backend(self) -> _TFLiteBackend:
     """Builds the TFLite backend from a stored or converted model."""
     model = None
-    if not self._tflite_model_stale:
+    if not self._variables_restored:
       stored = os.path.join(
           self._export_dir, tf.saved_model.ASSETS_DIRECTORY,
           TFLITE_MODEL_FILENAME
@@ -629,7 +778,7 @@ class SavedPolicy(py_policy.PyPolicy):
         self._input_specs,
         self._input_keys,
         self._output_keys,
-        self._tflite_num_threads,
+        self._num_threads,
         self._fixed_batch_size or 1,
     )
 
@@ -659,7 +808,7 @@ class SavedPolicy(py_policy.PyPolicy):
     return probes
 
   def _tflite_is_exact(self, backend: _TFLiteBackend) -> bool:
-    reference = self._make_saved_model_backend()
+    reference = self._saved_model_backend()
     try:
       for arrays in self._probe_inputs():
         size = arrays[0].shape[0]
@@ -678,13 +827,13 @@ class SavedPolicy(py_policy.PyPolicy):
     """Builds the backend the caller asked for."""
     requested = self._requested_backend
     if requested == BACKEND_SAVED_MODEL:
-      return self._make_saved_model_backend()
+      return self._saved_model_backend()
     if requested == BACKEND_AUTO and not self._deterministic:
       logging.info(
           'Policy %s is stochastic or stateful: using the SavedModel backend.',
           self._export_dir,
       )
-      return self._make_saved_model_backend()
+      return self._saved_model_backend()
     try:
       backend = self._make_tflite_backend()
     except Exception as e:  # pylint: disable=broad-except
@@ -698,14 +847,14 @@ class SavedPolicy(py_policy.PyPolicy):
           'TFLite unavailable for %s (%s); using the SavedModel backend.',
           self._export_dir, e,
       )
-      return self._make_saved_model_backend()
+      return self._saved_model_backend()
     if self._deterministic and not self._tflite_is_exact(backend):
       if requested == BACKEND_AUTO:
         logging.info(
             'TFLite does not reproduce the SavedModel outputs of %s exactly; '
             'using the SavedModel backend.', self._export_dir,
         )
-        return self._make_saved_model_backend()
+        return self._saved_model_backend()
       logging.warning(
           'TFLite outputs of %s differ from the SavedModel outputs on probe '
           'inputs (e.g. float rounding).', self._export_dir,
@@ -842,10 +991,16 @@ class SavedPolicy(py_policy.PyPolicy):
           'An exported policy cannot take a per-call seed; pass `seed` to '
           'PolicySaver when exporting instead.'
       )
-    arrays, ts_outer, batch = self._convert(
-        self._ts_fields, tf.nest.flatten(time_step), 'time_step',
-        self.time_step_spec, time_step,
-    )
+    if self._time_step_is_flat and type(time_step) is ts.TimeStep:  # pylint: disable=unidiomatic-typecheck
+      leaves = list(time_step)  # The fields are the leaves, in nest order.
+    else:
+      leaves = tf.nest.flatten(time_step)
+    converted = _fast_arrays(leaves, self._ts_checks)
+    if converted is None:
+      converted = self._convert(
+          self._ts_fields, leaves, 'time_step', self.time_step_spec, time_step
+      )
+    arrays, ts_outer, batch = converted
     state_outer = 0
     if not self._state_is_empty:
       if policy_state is None or (
@@ -855,10 +1010,14 @@ class SavedPolicy(py_policy.PyPolicy):
             'This policy has a state ({}); pass policy_state, e.g. '
             'get_initial_state(batch_size).'.format(self.policy_state_spec)
         )
-      state_arrays, state_outer, state_batch = self._convert(
-          self._state_fields, tf.nest.flatten(policy_state), 'policy_state',
-          self.policy_state_spec, policy_state,
-      )
+      leaves = tf.nest.flatten(policy_state)
+      converted = _fast_arrays(leaves, self._state_checks)
+      if converted is None:
+        converted = self._convert(
+            self._state_fields, leaves, 'policy_state',
+            self.policy_state_spec, policy_state,
+        )
+      state_arrays, state_outer, state_batch = converted
       if state_batch != batch:
         raise ValueError(
             'policy_state has batch size {} but time_step has batch size '
@@ -914,6 +1073,7 @@ class SavedPolicy(py_policy.PyPolicy):
   def _restore_variables(self, checkpoint_path: Text) -> None:
     """Reads a checkpoint or export's variables into the loaded object."""
     restore_checkpoint(self._loaded, checkpoint_path)
+    self._variables_restored = True
     self._train_step_from_last_restored_checkpoint_path = (
         _train_step_from_path(checkpoint_path)
     )
@@ -933,7 +1093,8 @@ class SavedPolicy(py_policy.PyPolicy):
       ValueError: If the checkpoint does not match the export.
     """
     self._restore_variables(checkpoint_path)
-    self._tflite_model_stale = True
+    if self._sm_backend is not None:
+      self._sm_backend.sync(self._loaded)
     if self._backend.name == BACKEND_TFLITE:
       # The TFLite model holds the variables as constants: convert again.
       self._backend = self._choose_backend()
@@ -972,7 +1133,7 @@ class SavedPolicy(py_policy.PyPolicy):
       replacement = SavedPolicy(
           path,
           backend=self._requested_backend,
-          tflite_num_threads=self._tflite_num_threads,
+          num_threads=self._num_threads,
       )
       replacement._train_step_from_last_restored_checkpoint_path = (  # pylint: disable=protected-access
           _train_step_from_path(path)

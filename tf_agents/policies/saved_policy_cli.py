@@ -119,6 +119,25 @@ class Options:
   signature: str = 'action'
 
 
+def resolve_path(path: str) -> str:
+  """Makes a relative local path relative to where the user ran the tool.
+
+  `bazel run` starts binaries in their runfiles directory and sets
+  `BUILD_WORKING_DIRECTORY` to the directory it was run from.
+
+  Args:
+    path: A path from the command line.
+
+  Returns:
+    `path` joined to `$BUILD_WORKING_DIRECTORY` if that is set and `path` is
+    relative and not a URL (`gs://...`), else `path` unchanged.
+  """
+  base = os.environ.get('BUILD_WORKING_DIRECTORY')
+  if not base or not path or '://' in path or os.path.isabs(path):
+    return path
+  return os.path.join(base, path)
+
+
 def _one_line(error: Any) -> str:
   text = ' '.join(str(error).split())
   return text or type(error).__name__
@@ -618,6 +637,32 @@ def evaluate_export(path: str, options: Options) -> Dict[str, Any]:
   }
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+  """Discards what native code writes to stderr (fd 2) meanwhile.
+
+  The TFLite converter prints MLIR diagnostics there when the builtins-only
+  attempt fails, although the conversion then succeeds with select TF ops;
+  a failure is still reported, as one line, from the raised exception.
+
+  Yields:
+    Nothing.
+  """
+  sys.stderr.flush()
+  try:
+    saved = os.dup(2)
+  except OSError:  # No file descriptor 2 (e.g. embedded interpreters).
+    yield
+    return
+  try:
+    with open(os.devnull, 'w') as devnull:
+      os.dup2(devnull.fileno(), 2)
+      yield
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
+
+
 def _tflite_ops(model: bytes) -> List[str]:
   """Names of the ops in a TFLite model, from TFLite's model analyzer."""
   text = io.StringIO()
@@ -668,7 +713,7 @@ def convert_export(path: str, options: Options) -> Dict[str, Any]:
   _register_distribution_types()
   converter = getattr(policy_saver, 'convert_action_to_tflite', None)
   try:
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _native_stderr_silenced():
       warnings.simplefilter('ignore')
       if converter is not None:
         model, report = converter(path, signature_key=options.signature)
@@ -1148,10 +1193,10 @@ def main(argv: Sequence[str]) -> int:
       seed=_SEED.value,
       max_steps=_MAX_STEPS.value,
       to=_TO.value,
-      output=_OUTPUT.value,
+      output=resolve_path(_OUTPUT.value) if _OUTPUT.value else None,
       signature=_SIGNATURE.value,
   )
-  command, args = argv[1], list(argv[2:])
+  command, args = argv[1], [resolve_path(a) for a in argv[2:]]
   try:
     result = run_command(command, args, options)
   except CliError as e:

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from unittest import mock
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -25,7 +26,8 @@ _ENV = 'CartPole-v0'
 _PUSH_RIGHT = 1
 
 
-def _make_export(export_dir, network, train_step, metadata, constant_action):
+def _make_export(export_dir, network, train_step, metadata, constant_action,
+                 collect_policy=False):
   """Exports a DQN greedy policy; optionally one that always picks an action.
 
   Args:
@@ -36,6 +38,7 @@ def _make_export(export_dir, network, train_step, metadata, constant_action):
     constant_action: If not None, all weights are zeroed and the bias of the
       output layer (the only variable of shape [2]) makes the greedy policy
       always choose this action.
+    collect_policy: Export the epsilon-greedy collect policy instead.
 
   Returns:
     The export's model variables' count.
@@ -57,7 +60,7 @@ def _make_export(export_dir, network, train_step, metadata, constant_action):
       v.assign(tf.zeros_like(v))
     output_biases[0].assign(tf.one_hot(constant_action, 2))
   saver = policy_saver.PolicySaver(
-      agent.policy,
+      agent.collect_policy if collect_policy else agent.policy,
       train_step=agent.train_step_counter,
       metadata={k: tf.Variable(v) for k, v in metadata.items()},
   )
@@ -114,6 +117,14 @@ class _Exports(object):
         train_step=3,
         metadata={},
         constant_action=_PUSH_RIGHT)
+    self.stochastic_dir = os.path.join(root, 'stochastic')
+    _make_export(
+        self.stochastic_dir,
+        q_network.QNetwork(obs_spec, action_spec, fc_layer_params=(8,)),
+        train_step=0,
+        metadata={},
+        constant_action=None,
+        collect_policy=True)
     self.not_export_dir = os.path.join(root, 'not_an_export')
     os.makedirs(self.not_export_dir)
     with open(os.path.join(self.not_export_dir, 'notes.txt'), 'w') as f:
@@ -290,6 +301,27 @@ class ConvertTest(_ExportsTestCase):
     outputs = runner(**inputs)
     self.assertEqual(outputs['action'].tolist(), [_PUSH_RIGHT])
 
+  def test_reports_select_tf_ops_consistently(self):
+    # An epsilon-greedy policy samples; whether its random ops have TFLite
+    # builtins depends on the TensorFlow version, the report must agree with
+    # the ops in the model either way.
+    output = os.path.join(self.create_tempdir().full_path, 'p.tflite')
+    result = saved_policy_cli.convert_export(
+        self.stochastic_dir, saved_policy_cli.Options(output=output))
+    flex_ops = [op[len('Flex'):] for op in result['ops']
+                if op.startswith('Flex')]
+    self.assertEqual(sorted(flex_ops), sorted(result['select_tf_ops']))
+    self.assertEqual(result['builtin_ops_only'], not flex_ops)
+    self.assertIn('ARG_MAX', result['ops'])
+
+  def test_unknown_signature(self):
+    options = saved_policy_cli.Options(
+        output=os.path.join(self.create_tempdir().full_path, 'p.tflite'),
+        signature='serve')
+    with self.assertRaisesRegex(saved_policy_cli.CliError,
+                                "has no signature 'serve'"):
+      saved_policy_cli.convert_export(self.dense_dir, options)
+
   def test_text_output(self):
     output = os.path.join(self.create_tempdir().full_path, 'p.tflite')
     result = saved_policy_cli.convert_export(
@@ -375,6 +407,23 @@ class ErrorsTest(_ExportsTestCase):
     self.assertEqual(raised.exception.exit_code, exit_code)
     self.assertIn(message, str(raised.exception))
     self.assertNotIn('\n', str(raised.exception))
+
+
+class ResolvePathTest(parameterized.TestCase):
+
+  @parameterized.named_parameters(
+      ('relative_under_bazel_run', 'exp', {'BUILD_WORKING_DIRECTORY': '/wd'},
+       '/wd/exp'),
+      ('absolute', '/abs/exp', {'BUILD_WORKING_DIRECTORY': '/wd'},
+       '/abs/exp'),
+      ('url', 'gs://bucket/exp', {'BUILD_WORKING_DIRECTORY': '/wd'},
+       'gs://bucket/exp'),
+      ('relative_without_bazel', 'exp', {'BUILD_WORKING_DIRECTORY': ''},
+       'exp'),
+  )
+  def test_resolve_path(self, path, environ, expected):
+    with mock.patch.dict(os.environ, environ):
+      self.assertEqual(saved_policy_cli.resolve_path(path), expected)
 
 
 class CommandLineTest(_ExportsTestCase):

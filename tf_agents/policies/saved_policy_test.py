@@ -434,6 +434,91 @@ class SavedPolicyTest(tf.test.TestCase, parameterized.TestCase):
         good._replace(observation=good.observation.astype(np.float64)), state)
     self.assertEqual(step.action.shape, (2,))
 
+  @parameterized.named_parameters(
+      ('nested_observation', 'nested', True),
+      ('nested_observation_spec_names', 'nested', False),
+      ('rnn_spec_names', 'rnn', False))
+  def test_signature_naming_variants(self, kind, use_nest_path_signatures):
+    rng = np.random.RandomState(9)
+    if kind == 'nested':
+      obs_spec = {
+          'a': tensor_spec.TensorSpec([2], tf.float32, 'obs_a'),
+          'b': tensor_spec.TensorSpec([3], tf.float32, 'obs_b'),
+      }
+      net = q_network.QNetwork(
+          obs_spec, _ACTION_SPEC, fc_layer_params=(8,),
+          preprocessing_combiner=tf.keras.layers.Lambda(
+              lambda d: tf.concat(tf.nest.flatten(d), axis=-1)))
+      net.create_variables()
+      _set_weights(net, 2)
+      policy = greedy_policy.GreedyPolicy(
+          q_policy.QPolicy(ts.time_step_spec(obs_spec), _ACTION_SPEC,
+                           q_network=net))
+      time_step = ts.restart(
+          {'a': rng.uniform(-2, 2, (16, 2)).astype(np.float32),
+           'b': rng.uniform(-2, 2, (16, 3)).astype(np.float32)},
+          batch_size=16)
+    else:
+      policy = _make_policy('rnn')
+      time_step = _time_steps(rng, batch_size=16)
+    path, _ = self._export(
+        policy, use_nest_path_signatures=use_nest_path_signatures)
+    loaded = saved_policy.SavedPolicy(path, backend='saved_model')
+    state = loaded.get_initial_state(16)
+    step = loaded.action(time_step, state)
+    ref_step = self._reference_actions(policy, time_step,
+                                       policy.get_initial_state(16))
+    self.assertAllEqual(step.action, ref_step.action)
+    for got, want in zip(tf.nest.flatten(step.state),
+                         tf.nest.flatten(ref_step.state)):
+      self.assertAllClose(got, want, atol=1e-5)
+    # Unbatched, too.
+    single = tf.nest.map_structure(lambda x: x[0], time_step)
+    self.assertAllEqual(
+        loaded.action(single, loaded.get_initial_state()).action,
+        ref_step.action[0])
+
+  def test_observation_only_export_is_rejected_clearly(self):
+    def input_fn(observation):
+      batch = tf.shape(observation)[:1]
+      return ts.TimeStep(
+          tf.ones(batch, tf.int32), tf.zeros(batch), tf.ones(batch),
+          observation), ()
+
+    path, _ = self._export(
+        _make_policy('mlp'), input_fn_and_spec=(input_fn, _OBS_SPEC))
+    with self.assertRaisesRegex(ValueError,
+                                'time_step/step_type.*action signature'):
+      saved_policy.SavedPolicy(path)
+
+  def test_saved_model_backend_falls_back_to_loaded_signature(self):
+    policy = _make_policy('rnn')
+    path, saver = self._export(policy)
+    with mock.patch.object(
+        saved_policy, '_SessionBackend',
+        side_effect=RuntimeError('no TF1 loader')) as session_backend:
+      loaded = saved_policy.SavedPolicy(path, backend='saved_model')
+    session_backend.assert_called_once()
+    self.assertEqual(loaded.backend, 'saved_model')
+    self.assertEqual(type(loaded._backend).__name__, '_SignatureBackend')  # pylint: disable=protected-access
+    rng = np.random.RandomState(3)
+    time_step = _time_steps(rng, batch_size=8, step_type=[1] * 8)
+    ref_step = self._reference_actions(policy, time_step,
+                                       policy.get_initial_state(8))
+    step = loaded.action(time_step, loaded.get_initial_state(8))
+    self.assertAllEqual(step.action, ref_step.action)
+    for got, want in zip(tf.nest.flatten(step.state),
+                         tf.nest.flatten(ref_step.state)):
+      self.assertAllClose(got, want, atol=1e-5)
+    _set_weights(policy.wrapped_policy._q_network, seed=4, scale=1.5)  # pylint: disable=protected-access
+    checkpoint = os.path.join(self.get_temp_dir(), 'ckpt')
+    saver.save_checkpoint(checkpoint)
+    loaded.update_from_checkpoint(checkpoint)
+    self.assertAllEqual(
+        loaded.action(time_step, loaded.get_initial_state(8)).action,
+        self._reference_actions(policy, time_step,
+                                policy.get_initial_state(8)).action)
+
   def test_invalid_arguments(self):
     path, _ = self._export(_make_policy('mlp'))
     with self.assertRaisesRegex(ValueError, 'backend must be one of'):
