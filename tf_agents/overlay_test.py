@@ -54,9 +54,19 @@ class OverlayTest(tf.test.TestCase, parameterized.TestCase):
     ours = importlib.import_module("tf_agents.policies.policy_saver")
     async_saver = importlib.import_module(
         "tf_agents.policies.async_policy_saver")
+    eager_policy = importlib.import_module(
+        "tf_agents.policies.py_tf_eager_policy")
     self.assertTrue(_is_installed(async_saver.__file__))
-    self.assertIs(async_saver.policy_saver, ours)
+    self.assertIs(async_saver.policy_saver_module, ours)
+    self.assertTrue(_is_installed(eager_policy.__file__))
+    self.assertIs(eager_policy.policy_saver, ours)
     self.assertIs(sys.modules["tf_agents.policies.policy_saver"], ours)
+
+  def test_upstream_modules_importing_the_owned_module_still_load(self):
+    # triggers reads `policy_saver.def_function.Function` at import time.
+    triggers = importlib.import_module("tf_agents.train.triggers")
+    self.assertTrue(_is_installed(triggers.__file__))
+    self.assertTrue(hasattr(triggers, "PolicySavedModelTrigger"))
 
 
 if __name__ == "__main__":

@@ -118,6 +118,17 @@ from tf_agents.trajectories import time_step as ts
 from tf_agents.typing import types
 from tf_agents.utils import nest_utils
 
+
+class def_function:  # pylint: disable=invalid-name
+  """Stands in for TensorFlow's `def_function` module upstream exposes here.
+
+  Upstream's `tf_agents.train.triggers` reads `policy_saver.def_function.
+  Function` when it is imported; this keeps that name working through the
+  public `tf.types` API instead of a private TensorFlow module.
+  """
+  Function = tf.types.experimental.GenericFunction  # pylint: disable=invalid-name
+
+
 POLICY_SPECS_PBTXT = 'policy_specs.pbtxt'
 
 InputFnType = Callable[

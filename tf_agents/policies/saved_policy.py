@@ -757,7 +757,6 @@ class SavedPolicy(py_policy.PyPolicy):
 
   def _make_tflite_backend(self) -> _TFLiteBackend:
     """Builds the TFLite backend from a stored or converted model."""
-    model = None
     if not self._variables_restored:
       stored = os.path.join(
           self._export_dir, tf.saved_model.ASSETS_DIRECTORY,
@@ -1094,7 +1093,20 @@ class SavedPolicy(py_policy.PyPolicy):
     """
     self._restore_variables(checkpoint_path)
     if self._sm_backend is not None:
-      self._sm_backend.sync(self._loaded)
+      try:
+        self._sm_backend.sync(self._loaded)
+      except Exception as e:  # pylint: disable=broad-except
+        # TF errors share no public type; keep serving correct actions.
+        logging.warning(
+            'Could not update the session of %s (%s: %s); calling the loaded '
+            'signature from now on.', self._export_dir, type(e).__name__, e,
+        )
+        fallback = _SignatureBackend(
+            self._action_signature, self._input_keys, self._output_keys
+        )
+        if self._backend is self._sm_backend:
+          self._backend = fallback
+        self._sm_backend = fallback
     if self._backend.name == BACKEND_TFLITE:
       # The TFLite model holds the variables as constants: convert again.
       self._backend = self._choose_backend()

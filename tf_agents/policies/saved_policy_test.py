@@ -519,6 +519,23 @@ class SavedPolicyTest(tf.test.TestCase, parameterized.TestCase):
         self._reference_actions(policy, time_step,
                                 policy.get_initial_state(8)).action)
 
+  def test_update_survives_a_failing_session_update(self):
+    policy = _make_policy('mlp', seed=0)
+    path, saver = self._export(policy)
+    loaded = saved_policy.SavedPolicy(path, backend='saved_model')
+    _set_weights(policy.wrapped_policy._q_network, seed=8)  # pylint: disable=protected-access
+    checkpoint = os.path.join(self.get_temp_dir(), 'ckpt')
+    saver.save_checkpoint(checkpoint)
+    with mock.patch.object(
+        saved_policy._SessionBackend, 'sync',  # pylint: disable=protected-access
+        side_effect=RuntimeError('restore failed')):
+      loaded.update_from_checkpoint(checkpoint)
+    self.assertEqual(loaded.backend, 'saved_model')
+    time_step = _time_steps(np.random.RandomState(1), batch_size=64)
+    self.assertAllEqual(
+        loaded.action(time_step).action,
+        self._reference_actions(policy, time_step).action)
+
   def test_invalid_arguments(self):
     path, _ = self._export(_make_policy('mlp'))
     with self.assertRaisesRegex(ValueError, 'backend must be one of'):
