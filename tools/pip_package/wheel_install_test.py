@@ -243,16 +243,20 @@ class WheelInstallTest(tf.test.TestCase):
     self.assertTrue(
         os.path.exists(os.path.join(export_dir, "policy_specs.pbtxt")))
 
+    # The console script runs the tool from the wheel on that export.
     cli = os.path.join(venv["bin"], "saved_policy_cli")
-    if _CLI_MODULE in ours:
-      self.assertTrue(os.access(cli, os.X_OK))
-      # The launcher imports the tool from the wheel and it parses flags
-      # (absl exits 1 after --help, argparse 0, so the status is not checked).
-      help_run = self._run([cli, "--help"], check=False)
-      self.assertNotIn("Traceback", help_run.stderr)
-      self.assertIn("usage", (help_run.stdout + help_run.stderr).lower())
-    else:
-      self.assertFalse(os.path.exists(cli))
+    self.assertIn(_CLI_MODULE, ours)
+    self.assertTrue(os.access(cli, os.X_OK))
+    inspect_run = self._run([cli, "inspect", export_dir, "--json"],
+                            check=False)
+    self.assertEqual(inspect_run.returncode, 0, inspect_run.stderr)
+    self.assertNotIn("Traceback", inspect_run.stderr)
+    self.assertEqual(json.loads(inspect_run.stdout)["train_step"], 7)
+    missing_run = self._run(
+        [cli, "inspect", os.path.join(self._root, "no_such_export")],
+        check=False)
+    self.assertNotEqual(missing_run.returncode, 0)
+    self.assertNotIn("Traceback", missing_run.stderr)
 
     # Uninstalling leaves nothing behind.
     self._pip(venv, "uninstall", "-y", "tf-agents")
