@@ -23,6 +23,10 @@ Fixes relative to upstream
 3. `checkpoint_path` may also be a full export directory.
 4. Every path goes through `tf.io.gfile` (e.g. `gs://`, `ram://`), including
    asset subdirectories, which upstream's flat copy fails on.
+5. Files derived from the export's own variables are not copied into the
+   materialized export (they would describe other weights): `fingerprint.pb`,
+   `assets/action.tflite`, and this repository's saver's integrity manifest,
+   completion marker and recorded reference outputs.
 """
 
 import os
@@ -35,10 +39,15 @@ from tf_agents.policies import py_tf_eager_policy  # pylint: disable=unused-impo
 from tf_agents.policies import saved_policy
 
 # Derived from the export's variables, so not copied into a materialized
-# export whose variables come from elsewhere.
+# export whose variables come from elsewhere: TensorFlow's fingerprint, and
+# the integrity manifest, completion marker and recorded reference outputs
+# this repository's saver writes (`export_publish`, `export_verify`).
 _NOT_COPIED = frozenset([
     tf.saved_model.VARIABLES_DIRECTORY,
     'fingerprint.pb',
+    'export_manifest.json',
+    'export_complete',
+    'reference_io.npz',
 ])
 
 

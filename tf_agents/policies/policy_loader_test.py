@@ -29,8 +29,10 @@ _TIME_STEP_SPEC = ts.time_step_spec(_OBS_SPEC)
 def _set_weights(network, seed):
   rng = np.random.RandomState(seed)
   for v in network.variables:
-    value = rng.uniform(-1.0, 1.0, v.shape) if len(v.shape) > 1 else np.zeros(
-        v.shape)
+    if len(v.shape) > 1:
+      value = rng.uniform(-1.0, 1.0, v.shape)
+    else:
+      value = np.zeros(v.shape)
     v.assign(value.astype(np.float32))
 
 
@@ -38,9 +40,9 @@ def _make_policy():
   network = q_network.QNetwork(_OBS_SPEC, _ACTION_SPEC, fc_layer_params=(8,))
   network.create_variables()
   _set_weights(network, 0)
-  return greedy_policy.GreedyPolicy(
-      q_policy.QPolicy(_TIME_STEP_SPEC, _ACTION_SPEC, q_network=network)), (
-          network)
+  policy = greedy_policy.GreedyPolicy(
+      q_policy.QPolicy(_TIME_STEP_SPEC, _ACTION_SPEC, q_network=network))
+  return policy, network
 
 
 def _time_steps(batch_size=32):
@@ -66,7 +68,15 @@ class PolicyLoaderTest(tf.test.TestCase, parameterized.TestCase):
     return self.get_temp_dir()
 
   def _export(self, location, **saver_kwargs):
-    """Saves a policy with metadata; returns (path, saver, policy, net, vars)."""
+    """Saves a policy with metadata.
+
+    Args:
+      location: 'local' or 'ram'.
+      **saver_kwargs: More `PolicySaver` arguments.
+
+    Returns:
+      `(path, saver, policy, network, (train_step, metadata))`.
+    """
     policy, network = _make_policy()
     train_step = tf.Variable(1, dtype=tf.int64)
     metadata = {
@@ -167,6 +177,10 @@ class PolicyLoaderTest(tf.test.TestCase, parameterized.TestCase):
       self.assertEqual(f.read(), 'kept')
     self.assertFalse(tf.io.gfile.exists(
         os.path.join(output, 'assets', saved_policy.TFLITE_MODEL_FILENAME)))
+    for derived in ('fingerprint.pb', 'export_manifest.json',
+                    'export_complete', 'reference_io.npz'):
+      self.assertFalse(
+          tf.io.gfile.exists(os.path.join(output, derived)), msg=derived)
     self.assertTrue(tf.io.gfile.exists(
         os.path.join(output, policy_saver.POLICY_SPECS_PBTXT)))
 

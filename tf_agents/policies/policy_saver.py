@@ -98,6 +98,31 @@ Fixes relative to upstream
 11. Errors name the offending value (policy type, batch size, missing or
     colliding spec names, train step, metadata key or value, registered
     name).
+12. Crash-safe publishing (`export_publish`): `save` and `save_checkpoint`
+    write into a hidden staging sibling and publish it in one step; on local
+    file systems `export_dir` becomes a symlink to a hidden version
+    directory, swapped atomically with `os.replace`, so a reader (or a
+    process killed mid-save) sees the previous or the new export, never a
+    mix and never nothing. Other schemes get a completion marker written
+    last. Two writers: the last complete one wins. Leftovers of interrupted
+    saves are removed by the next save. A failed write (e.g. disk full)
+    raises `export_errors.ExportWriteError` naming the directory and leaves
+    the previous export intact. Upstream wrote in place: a killed save left
+    a directory that loaded wrong or not at all.
+13. Every export holds `export_manifest.json` (sha256 and size of every
+    file) and `reference_io.npz` (zeros fed to `action` and its outputs when
+    deterministic, written with NumPy, no pickle); `export_verify.verify` and
+    `saved_policy_cli verify DIR` check them, load in a fresh process and
+    list graph ops that touch files or run Python. No export step pickles.
+14. Repeated `save` by the same saver (to any directory), with nothing
+    traced since its last full save and no `options`, rewrites that save's
+    graph files (`saved_model.pb`, fingerprint, assets, specs; kept in
+    memory up to 64 MB) and writes only the variables, with a
+    `tf.train.Checkpoint` rooted at the exported module (the SavedModel's
+    object graph); `last_save_kind` and the manifest's `kind` say
+    `'variables_only'`. Upstream re-serialized the whole SavedModel every
+    time. (The copied `fingerprint.pb` keeps the checkpoint hash of the full
+    save; TensorFlow does not check it when loading.)
 """
 
 import dataclasses
@@ -112,6 +137,9 @@ import numpy as np
 import tensorflow as tf
 
 from google.protobuf import text_format
+from tf_agents.policies import export_errors
+from tf_agents.policies import export_publish
+from tf_agents.policies import export_verify
 from tf_agents.policies import tf_policy
 from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
@@ -130,6 +158,9 @@ class def_function:  # pylint: disable=invalid-name
 
 
 POLICY_SPECS_PBTXT = 'policy_specs.pbtxt'
+# Largest SavedModel graph (saved_model.pb, fingerprint, assets, specs) kept
+# in memory for the variables-only fast path of `save`.
+_MAX_CACHED_GRAPH_BYTES = 64 << 20
 
 InputFnType = Callable[
     [types.NestedTensor], Tuple[types.NestedTensor, types.NestedTensor]
@@ -482,6 +513,8 @@ class PolicySaver(object):
     self._metadata = metadata
     self._include_distribution = include_distribution
     self._distribution_export_error = None
+    self._graph_files = None
+    self._last_save_kind = None
     outer_dims = [batch_size]
 
     # Names used by the flat signatures.
@@ -983,6 +1016,157 @@ class PolicySaver(object):
     if assets:
       setattr(self._policy, name + '__assets', assets)
 
+  def _graph_token(self) -> Tuple[Any, ...]:
+    """Identifies the exported object graph and its traced functions.
+
+    Equal tokens mean a new SavedModel would have the same `saved_model.pb`
+    up to variable values: same attributes (by identity) and the same
+    concrete functions of every `tf.function`.
+
+    Returns:
+      A hashable token.
+    """
+    items = []
+    attributes = sorted(
+        (k, v) for k, v in vars(self._policy).items() if not k.startswith('_')
+    )
+    for key, value in attributes + sorted(self._signatures.items()):
+      entry = [key, id(value)]
+      # Public and never traces (listing concrete functions could).
+      tracing_count = getattr(value, 'experimental_get_tracing_count', None)
+      if callable(tracing_count):
+        entry.append(tracing_count())
+      items.append(tuple(entry))
+    return tuple(items)
+
+  def _write_variables_only(self, staging: Text, options: Any) -> bool:
+    """Fast path of `save`: reuses the graph files of the last full save.
+
+    Applies when `options` is None and nothing was traced (and no function
+    registered) since this saver's last full save: the SavedModel graph
+    files kept in memory from that save are written again and the variables
+    are written with a `tf.train.Checkpoint` rooted at the exported module,
+    whose object graph is the SavedModel's, so the export loads exactly as a
+    full save would.
+
+    Args:
+      staging: The staging directory to fill.
+      options: The `save` options.
+
+    Returns:
+      True if the fast path wrote the export, False if a full save is needed.
+    """
+    cache = self._graph_files
+    if options is not None or cache is None:
+      return False
+    if cache['token'] != self._graph_token():
+      self._graph_files = None
+      return False
+    for rel, data in cache['files'].items():
+      target = os.path.join(staging, rel)
+      tf.io.gfile.makedirs(os.path.dirname(target))
+      with tf.io.gfile.GFile(target, 'wb') as f:
+        f.write(data)
+    checkpoint = tf.train.Checkpoint(root=self._policy)
+    checkpoint.write(
+        os.path.join(
+            staging,
+            tf.saved_model.VARIABLES_DIRECTORY,
+            tf.saved_model.VARIABLES_FILENAME,
+        )
+    )
+    return True
+
+  def _keep_graph_files(self, staging: Text, options: Any) -> None:
+    """Keeps the graph files of a full save in memory for the fast path."""
+    self._graph_files = None
+    if options is not None:
+      return
+    variables_dir = tf.saved_model.VARIABLES_DIRECTORY + '/'
+    files = {}
+    total = 0
+    for rel in export_publish.list_files(staging):
+      if rel.startswith(variables_dir) or rel == export_verify.REFERENCE_IO:
+        continue
+      path = os.path.join(staging, rel)
+      total += tf.io.gfile.stat(path).length
+      if total > _MAX_CACHED_GRAPH_BYTES:
+        return
+      with tf.io.gfile.GFile(path, 'rb') as f:
+        files[rel] = f.read()
+    self._graph_files = {'token': self._graph_token(), 'files': files}
+
+  def _publish(
+      self, export_dir: Text, write: Callable[[Text], Text]
+  ) -> Dict[Text, Any]:
+    """Writes an export with `write(staging)` and publishes it atomically.
+
+    Args:
+      export_dir: The export directory.
+      write: Fills the staging directory; returns the kind of save.
+
+    Returns:
+      The manifest written.
+
+    Raises:
+      ExportWriteError: Writing or publishing failed (e.g. disk full); any
+        previous export at `export_dir` is left intact.
+    """
+    export_dir = os.fspath(export_dir)
+    staging = export_publish.new_staging_dir(export_dir)
+    try:
+      kind = write(staging)
+      extra = {'kind': kind}
+      if tf.executing_eagerly():
+        extra['train_step'] = int(self._train_step.numpy())
+      manifest = export_publish.write_manifest(staging, extra)
+      previous = export_publish.publish(staging, export_dir)
+    except (OSError, tf.errors.OpError) as e:
+      export_publish.discard(staging)
+      first_line = (str(e).strip().splitlines() or [''])[0]
+      raise export_errors.ExportWriteError(
+          'Could not write the export {}: {}: {}'.format(
+              export_dir, type(e).__name__, first_line
+          )
+      ) from e
+    except BaseException:
+      export_publish.discard(staging)
+      raise
+    self._last_save_kind = kind
+    try:
+      export_publish.cleanup(export_dir, keep=[previous])
+    except (OSError, tf.errors.OpError) as e:
+      logging.warning('Could not clean up next to %s: %s', export_dir, e)
+    return manifest
+
+  def _write_reference_io(self, staging: Text) -> None:
+    """Records reference inputs/outputs of `action` for `export_verify`."""
+    if not tf.executing_eagerly():
+      return
+    action = self._signatures['action']
+    specs = list(action.input_signature)
+    data = export_verify.reference_io_bytes(
+        action,
+        specs,
+        [_signature_key(spec.name) for spec in specs],
+        self._batch_size,
+    )
+    if data:
+      path = os.path.join(staging, export_verify.REFERENCE_IO)
+      with tf.io.gfile.GFile(path, 'wb') as f:
+        f.write(data)
+
+  @property
+  def last_save_kind(self) -> Optional[Text]:
+    """How the last export was written.
+
+    Returns:
+      `'full'` (SavedModel written), `'variables_only'` (fast path of `save`:
+      graph reused from the previous export), `'checkpoint'`
+      (`save_checkpoint`), or None before the first save.
+    """
+    return self._last_save_kind
+
   def save(
       self,
       export_dir: Text,
@@ -990,21 +1174,42 @@ class PolicySaver(object):
   ) -> None:
     """Writes the SavedModel and `policy_specs.pbtxt` to `export_dir`.
 
+    The export is written into a staging sibling and published atomically
+    (see `export_publish`), replacing any previous export as a whole. When
+    nothing was traced since this saver's last full save and `options` is
+    None, only the variables are serialized anew (`last_save_kind` is
+    `'variables_only'`).
+
     Args:
       export_dir: Directory to write (any `tf.io.gfile` path).
       options: Optional `tf.saved_model.SaveOptions`.
+
+    Raises:
+      ExportWriteError: Writing failed; a previous export stays intact.
     """
-    tf.saved_model.save(
-        self._policy, export_dir, signatures=self._signatures, options=options
-    )
-    # Written under a temporary name and moved, as upstream does, so a reader
-    # polling for the file never sees it half-written.
-    temp_path = os.path.join(export_dir, POLICY_SPECS_PBTXT + '_temp')
-    with tf.io.gfile.GFile(temp_path, 'wb') as f:
-      f.write(self._specs_text)
-    tf.io.gfile.rename(
-        temp_path, os.path.join(export_dir, POLICY_SPECS_PBTXT), overwrite=True
-    )
+    export_dir = os.fspath(export_dir)
+
+    def write(staging):
+      if self._write_variables_only(staging, options):
+        kind = 'variables_only'
+      else:
+        tf.saved_model.save(
+            self._policy, staging, signatures=self._signatures,
+            options=options
+        )
+        with tf.io.gfile.GFile(
+            os.path.join(staging, POLICY_SPECS_PBTXT), 'wb'
+        ) as f:
+          f.write(self._specs_text)
+        self._keep_graph_files(staging, options)
+        kind = 'full'
+      self._write_reference_io(staging)
+      if kind == 'full' and self._graph_files is not None:
+        # After the reference call above: its first call counts as a trace.
+        self._graph_files['token'] = self._graph_token()
+      return kind
+
+    self._publish(export_dir, write)
 
   def save_checkpoint(
       self,
@@ -1016,24 +1221,49 @@ class PolicySaver(object):
     The checkpoint can update a loaded export
     (`tf.train.Checkpoint(policy=loaded).read(...)`, as
     `SavedModelPyTFEagerPolicy.update_from_checkpoint` does) or be combined
-    with a saved `saved_model.pb` into a full export.
+    with a saved `saved_model.pb` into a full export. Other files already in
+    `export_dir` are kept; the result is published atomically like `save`.
 
     Args:
       export_dir: Directory to write (any `tf.io.gfile` path).
       options: Optional `tf.train.CheckpointOptions`.
+
+    Raises:
+      ExportWriteError: Writing failed; a previous export stays intact.
     """
+    export_dir = os.fspath(export_dir)
     checkpoint = tf.train.Checkpoint(
         policy=self._policy,
         model_variables=self._policy.model_variables,
         train_step=self._train_step,
         metadata=self._policy.metadata,
     )
-    prefix = os.path.join(
-        export_dir,
-        tf.saved_model.VARIABLES_DIRECTORY,
-        tf.saved_model.VARIABLES_FILENAME,
-    )
-    checkpoint.write(prefix, options=options)
+
+    def write(staging):
+      variables_dir = tf.saved_model.VARIABLES_DIRECTORY + '/'
+      if tf.io.gfile.isdir(export_dir):
+        for rel in export_publish.list_files(export_dir):
+          if rel.startswith(variables_dir) or rel in (
+              export_publish.MANIFEST_FILENAME,
+              export_publish.COMPLETE_MARKER,
+          ):
+            continue
+          target = os.path.join(staging, rel)
+          tf.io.gfile.makedirs(os.path.dirname(target))
+          tf.io.gfile.copy(
+              os.path.join(export_dir, rel), target, overwrite=True
+          )
+      checkpoint.write(
+          os.path.join(
+              staging,
+              tf.saved_model.VARIABLES_DIRECTORY,
+              tf.saved_model.VARIABLES_FILENAME,
+          ),
+          options=options,
+      )
+      return 'checkpoint'
+
+    self._publish(export_dir, write)
 
 
 def specs_from_collect_data_spec(

@@ -96,6 +96,10 @@ _NONDETERMINISTIC_OP = re.compile(
     r'^RandomShuffle|Sobol'
 )
 _TRAILING_DIGITS = re.compile(r'(\d+)$')
+# Written by `export_publish` (this repository's saver): the manifest first,
+# the completion marker last.
+_MANIFEST_FILENAME = 'export_manifest.json'
+_COMPLETE_MARKER = 'export_complete'
 _PROBE_SEED = 12345
 
 
@@ -111,7 +115,9 @@ def _joined(prefix: Text, path: Text, separator: Text = '/') -> Text:
 
 def _variables_prefix(path: Text) -> Text:
   return os.path.join(
-      path, tf.saved_model.VARIABLES_DIRECTORY, tf.saved_model.VARIABLES_FILENAME
+      path,
+      tf.saved_model.VARIABLES_DIRECTORY,
+      tf.saved_model.VARIABLES_FILENAME,
   )
 
 
@@ -143,14 +149,36 @@ def load_specs(export_dir: Text, loaded: Any = None) -> Dict[Text, Any]:
   return {k: tensor_spec.to_array_spec(v) for k, v in specs.items()}
 
 
+def _is_complete(path: Text) -> bool:
+  """Whether `path` holds a completely written checkpoint or export.
+
+  This repository's saver publishes exports and checkpoints with an integrity
+  manifest and writes a completion marker last (see `export_publish`); one
+  with the manifest but no marker is still being written. Directories of
+  other savers count as complete once `variables/variables.index` exists.
+
+  Args:
+    path: A candidate directory.
+
+  Returns:
+    True if it can be read.
+  """
+  if tf.io.gfile.exists(os.path.join(path, _COMPLETE_MARKER)):
+    return True
+  return tf.io.gfile.exists(
+      _variables_prefix(path) + '.index'
+  ) and not tf.io.gfile.exists(os.path.join(path, _MANIFEST_FILENAME))
+
+
 def latest_checkpoint_path(directory: Text) -> Optional[Text]:
   """Returns the newest complete checkpoint or export in `directory`.
 
   `directory` is either itself a checkpoint / export (it holds
   `variables/variables.index`), or holds such directories whose names end in
   a number (the train step, e.g. `policy_checkpoint_0000001000` as written by
-  `triggers.PolicySavedModelTrigger`); the highest number whose
-  `variables/variables.index` exists wins.
+  `triggers.PolicySavedModelTrigger`); the highest number whose directory is
+  complete wins. Hidden entries (names starting with `.`, e.g. a saver's
+  staging directories) are ignored.
 
   Args:
     directory: Any `tf.io.gfile` path.
@@ -159,7 +187,7 @@ def latest_checkpoint_path(directory: Text) -> Optional[Text]:
     The path, or None if there is none.
   """
   if tf.io.gfile.exists(_variables_prefix(directory) + '.index'):
-    return directory
+    return directory if _is_complete(directory) else None
   candidates = []
   try:
     children = tf.io.gfile.listdir(directory)
@@ -168,11 +196,11 @@ def latest_checkpoint_path(directory: Text) -> Optional[Text]:
   for child in children:
     child = child.rstrip('/')
     match = _TRAILING_DIGITS.search(child)
-    if match:
+    if match and not child.startswith('.'):
       candidates.append((int(match.group(1)), child))
   for _, child in sorted(candidates, reverse=True):
     path = os.path.join(directory, child)
-    if tf.io.gfile.exists(_variables_prefix(path) + '.index'):
+    if _is_complete(path):
       return path
   return None
 
@@ -227,8 +255,9 @@ class _Field(object):
     return _joined(self.label, self.path)
 
   def describe(self) -> Text:
-    return 'shape {} (optionally with a leading batch dimension) and dtype {}'.format(
-        self.shape, self.dtype.name
+    return (
+        'shape {} (optionally with a leading batch dimension) and dtype {}'
+        .format(self.shape, self.dtype.name)
     )
 
 
@@ -727,7 +756,8 @@ class SavedPolicy(py_policy.PyPolicy):
     self._deterministic = _is_deterministic(action)
     initial_state = signatures.get(_INITIAL_STATE_SIGNATURE)
     self._initial_state_takes_batch_size = bool(
-        initial_state is not None and initial_state.structured_input_signature[1]
+        initial_state is not None
+        and initial_state.structured_input_signature[1]
     )
 
   def _saved_model_backend(self) -> Any:
@@ -976,7 +1006,8 @@ class SavedPolicy(py_policy.PyPolicy):
             np.concatenate([c, np.repeat(c[-1:], fixed - rows, axis=0)])
             for c in chunk
         ]
-      parts.append([np.asarray(o)[:rows] for o in self._backend.run(chunk, fixed)])
+      outputs = self._backend.run(chunk, fixed)
+      parts.append([np.asarray(o)[:rows] for o in outputs])
     return [np.concatenate(p) for p in zip(*parts)]
 
   def _action(

@@ -9,6 +9,7 @@ Usage:
   saved_policy_cli convert DIR --to=tflite --output=FILE [--signature=action]
       [--json]
   saved_policy_cli diff DIR_A DIR_B [--json]
+  saved_policy_cli verify DIR [--json]
 
 Commands:
 
@@ -22,6 +23,10 @@ Commands:
   diff     Which signatures, specs and variables (model variables, train
            step, metadata) differ between two exports. Exits 0 either way;
            `identical` in the --json output tells.
+  verify   Checks the export's integrity manifest, lists graph ops that
+           touch files or run Python, loads it in a fresh process, checks
+           signatures and specs and replays the reference inputs recorded
+           at save time (see `export_verify`). Exits 1 if anything is wrong.
 
 With --json the result is one JSON document on stdout. Errors are one line on
 stderr (and {"error": ..., "exit_code": ...} on stdout with --json).
@@ -62,12 +67,14 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from google.protobuf import message as protobuf_message
 from google.protobuf import text_format
+from tf_agents.policies import export_errors
+from tf_agents.policies import export_verify
 from tf_agents.policies import policy_saver
 from tf_agents.specs import tensor_spec
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 PROGRAM = 'saved_policy_cli'
-COMMANDS = ('inspect', 'eval', 'convert', 'diff')
+COMMANDS = ('inspect', 'eval', 'convert', 'diff', 'verify')
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -902,6 +909,24 @@ def diff_exports(path_a: str, path_b: str) -> Dict[str, Any]:
   }
 
 
+def verify_export(path: str) -> Dict[str, Any]:
+  """Runs `export_verify.verify` on `path`; the result as a dict.
+
+  Args:
+    path: The export directory.
+
+  Returns:
+    The `VerifyReport` as a JSON-serializable dict (`ok` tells the verdict).
+
+  Raises:
+    CliError: `path` is missing or not an export.
+  """
+  try:
+    return export_verify.verify(path).to_json()
+  except export_errors.ExportError as e:
+    raise CliError(_one_line(e)) from e
+
+
 def run_command(command: str, args: Sequence[str],
                 options: Options) -> Dict[str, Any]:
   """Runs one command.
@@ -917,7 +942,7 @@ def run_command(command: str, args: Sequence[str],
   Raises:
     CliError: On a usage error (exit code 2) or a failure (exit code 1).
   """
-  expected = {'inspect': 1, 'eval': 1, 'convert': 1, 'diff': 2}
+  expected = {'inspect': 1, 'eval': 1, 'convert': 1, 'diff': 2, 'verify': 1}
   if command not in expected:
     raise CliError(
         'unknown command {!r}; expected one of: {}'.format(
@@ -933,6 +958,8 @@ def run_command(command: str, args: Sequence[str],
     return evaluate_export(args[0], options)
   if command == 'convert':
     return convert_export(args[0], options)
+  if command == 'verify':
+    return verify_export(args[0])
   return diff_exports(args[0], args[1])
 
 
@@ -1045,6 +1072,21 @@ def _format_convert(result: Dict[str, Any]) -> str:
   return '\n'.join(lines)
 
 
+def _format_verify(result: Dict[str, Any]) -> str:
+  lines = ['Export: {}'.format(result['export_dir']),
+           'Manifest: {}'.format(result['manifest']),
+           'Train step: {}'.format(result['train_step']),
+           'Replayed: {}'.format(', '.join(result['replayed']) or '(none)'),
+           'File system / Python ops:']
+  lines += ['  {} in {}'.format(op, fn) for fn, op in result['risky_ops']]
+  if not result['risky_ops']:
+    lines.append('  (none)')
+  lines.append('Problems:')
+  lines += ['  ' + p for p in result['problems']] or ['  (none)']
+  lines.append('OK' if result['ok'] else 'FAILED')
+  return '\n'.join(lines)
+
+
 def _format_diff(result: Dict[str, Any]) -> str:
   lines = ['A: {}'.format(result['a']), 'B: {}'.format(result['b'])]
   signatures = result['signatures']
@@ -1128,6 +1170,7 @@ _FORMATTERS = {
     'eval': _format_eval,
     'convert': _format_convert,
     'diff': _format_diff,
+    'verify': _format_verify,
 }
 
 
@@ -1213,6 +1256,8 @@ def main(argv: Sequence[str]) -> int:
     print(json.dumps(result, indent=2))
   else:
     print(format_text(command, result))
+  if command == 'verify' and not result['ok']:
+    return EXIT_FAILURE
   return EXIT_OK
 
 

@@ -1,0 +1,368 @@
+# coding=utf-8
+"""Verifies a policy export written by `PolicySaver.save`.
+
+New module (upstream has no counterpart). `verify(export_dir)`:
+
+1. checks every file against the export's integrity manifest
+   (`export_manifest.json`, see `export_publish`);
+2. lists graph ops of the exported functions that touch the file system or
+   run Python (`ReadFile`, `WriteFile`, `MatchingFiles`, `PyFunc`,
+   `EagerPyFunc`, ...); the checkpoint save/restore functions TensorFlow adds
+   to every SavedModel are not counted;
+3. loads the export in a fresh Python process (which imports only
+   TensorFlow, NumPy and, if installed, TensorFlow Probability), checks the
+   four policy signatures and that `get_policy_specs()` matches
+   `policy_specs.pbtxt`, and replays the reference inputs recorded at save
+   time (`reference_io.npz`, written without pickle) comparing the outputs.
+
+Problems are collected in a `VerifyReport` rather than raised, except for a
+missing path or a directory that is not an export.
+"""
+
+import dataclasses
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+from typing import Any, Dict, List, Optional, Text, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from tensorflow.core.protobuf import saved_model_pb2
+from tf_agents.policies import export_errors
+from tf_agents.policies import export_publish
+from tf_agents.specs import tensor_spec
+
+REFERENCE_IO = 'reference_io.npz'
+REQUIRED_SIGNATURES = (
+    'action', 'get_initial_state', 'get_train_step', 'get_metadata'
+)
+
+# Ops that read or write files or call back into Python.
+RISKY_OPS = frozenset([
+    'ReadFile', 'WriteFile', 'MatchingFiles', 'PyFunc', 'PyFuncStateless',
+    'EagerPyFunc', 'Save', 'SaveSlices', 'SaveV2', 'Restore', 'RestoreV2',
+    'RestoreSlice', 'MergeV2Checkpoints', 'ImmutableConst',
+    'WholeFileReader', 'WholeFileReaderV2', 'TextLineReader',
+    'TextLineReaderV2', 'TFRecordReader', 'TFRecordReaderV2',
+    'FixedLengthRecordReader', 'FixedLengthRecordReaderV2',
+    'DatasetToTFRecord', 'WriteSummary', 'CreateSummaryFileWriter',
+    'WriteRawProtoSummary', 'DebugIdentity', 'DebugIdentityV2',
+])
+
+# Functions TensorFlow adds to every SavedModel to save/restore variables.
+_CHECKPOINT_FUNCTIONS = ('_traced_save', '_traced_restore')
+
+
+@dataclasses.dataclass
+class VerifyReport:
+  """Result of `verify`.
+
+  Attributes:
+    export_dir: The export checked.
+    manifest: 'ok', or 'absent' for an export without a manifest.
+    risky_ops: `(function name, op type)` pairs found in the graph.
+    replayed: Names of the signatures whose recorded outputs were replayed.
+    train_step: The train step of the loaded export, or None.
+    problems: One line per problem found; empty when the export is fine.
+  """
+
+  export_dir: Text
+  manifest: Text = 'absent'
+  risky_ops: List[Tuple[Text, Text]] = dataclasses.field(default_factory=list)
+  replayed: List[Text] = dataclasses.field(default_factory=list)
+  train_step: Optional[int] = None
+  problems: List[Text] = dataclasses.field(default_factory=list)
+
+  @property
+  def ok(self) -> bool:
+    return not self.problems and not self.risky_ops
+
+  def to_json(self) -> Dict[Text, Any]:
+    result = dataclasses.asdict(self)
+    result['risky_ops'] = [list(p) for p in self.risky_ops]
+    result['ok'] = self.ok
+    return result
+
+
+def check_is_export(export_dir: Text) -> None:
+  """Raises ExportNotFoundError or NotAnExportError for a bad path."""
+  if not tf.io.gfile.exists(export_dir):
+    raise export_errors.ExportNotFoundError(
+        '{}: no such file or directory.'.format(export_dir)
+    )
+  if not tf.io.gfile.isdir(export_dir) or not tf.io.gfile.exists(
+      os.path.join(export_dir, 'saved_model.pb')
+  ):
+    raise export_errors.NotAnExportError(
+        '{}: not a policy export (no saved_model.pb).'.format(export_dir)
+    )
+
+
+def _one_line(error: BaseException) -> Text:
+  lines = [l.strip() for l in str(error).splitlines() if l.strip()]
+  return '{}: {}'.format(type(error).__name__, lines[0] if lines else '')
+
+
+def load_checked(export_dir: Text) -> Any:
+  """`tf.saved_model.load` with this package's errors for bad exports.
+
+  Checks the path, the completion marker and manifest (when the export has
+  one), `saved_model.pb` and `policy_specs.pbtxt`, then loads.
+
+  Args:
+    export_dir: The export directory.
+
+  Returns:
+    The loaded object.
+
+  Raises:
+    ExportNotFoundError: `export_dir` does not exist.
+    NotAnExportError: It is not a (complete) export.
+    ManifestMismatchError: A file does not match the manifest.
+    CorruptExportError: A file cannot be parsed or the load fails; the
+      one-line message names the file when known.
+  """
+  check_is_export(export_dir)
+  export_publish.check_manifest(export_dir)
+  find_risky_ops(export_dir)  # Parses saved_model.pb.
+  specs = os.path.join(export_dir, 'policy_specs.pbtxt')
+  if tf.io.gfile.exists(specs):
+    try:
+      tensor_spec.from_pbtxt_file(specs)
+    except Exception as e:  # pylint: disable=broad-except
+      raise export_errors.CorruptExportError(
+          '{}: cannot parse policy_specs.pbtxt ({}).'.format(
+              export_dir, _one_line(e)
+          )
+      ) from e
+  try:
+    return tf.saved_model.load(export_dir)
+  except Exception as e:  # pylint: disable=broad-except
+    raise export_errors.CorruptExportError(
+        '{}: cannot load the SavedModel ({}).'.format(
+            export_dir, _one_line(e)[:300]
+        )
+    ) from e
+
+
+def find_risky_ops(export_dir: Text) -> List[Tuple[Text, Text]]:
+  """Lists ops in `export_dir`'s graph that touch files or run Python.
+
+  Args:
+    export_dir: An export directory.
+
+  Returns:
+    Sorted `(function name, op type)` pairs; graph-level nodes are reported
+    under the name `<graph>`.
+
+  Raises:
+    CorruptExportError: `saved_model.pb` cannot be parsed.
+  """
+  path = os.path.join(export_dir, 'saved_model.pb')
+  proto = saved_model_pb2.SavedModel()
+  try:
+    with tf.io.gfile.GFile(path, 'rb') as f:
+      proto.ParseFromString(f.read())
+  except Exception as e:  # pylint: disable=broad-except
+    raise export_errors.CorruptExportError(
+        '{}: cannot parse saved_model.pb ({}).'.format(
+            export_dir, type(e).__name__
+        )
+    ) from e
+  found = set()
+  for meta_graph in proto.meta_graphs:
+    saver_nodes = set()
+    if meta_graph.saver_def.save_tensor_name:
+      saver_nodes = {
+          meta_graph.saver_def.save_tensor_name.split(':')[0],
+          meta_graph.saver_def.restore_op_name.split(':')[0],
+      }
+    for node in meta_graph.graph_def.node:
+      if node.op in RISKY_OPS and node.name not in saver_nodes:
+        found.add(('<graph>', node.op))
+    for function in meta_graph.graph_def.library.function:
+      name = function.signature.name
+      if any(marker in name for marker in _CHECKPOINT_FUNCTIONS):
+        continue
+      for node in function.node_def:
+        if node.op in RISKY_OPS:
+          found.add((name, node.op))
+  # Graph-level save/restore nodes feed only the saver; keep the report to
+  # ops reachable by calling a function.
+  return sorted(
+      (fn, op) for fn, op in found
+      if fn != '<graph>' or op not in ('SaveV2', 'RestoreV2',
+                                       'MergeV2Checkpoints')
+  )
+
+
+def reference_io_bytes(
+    function: Any,
+    input_specs: List[tf.TensorSpec],
+    input_keys: List[Text],
+    batch_size: Optional[int],
+) -> bytes:
+  """Records inputs and outputs of the flat `action` signature at save time.
+
+  The inputs are zeros (batch of `batch_size` or 2). Outputs are recorded
+  only if two calls agree (a stochastic policy's are not replayable).
+
+  Args:
+    function: The flat `action` `tf.function` (positional inputs).
+    input_specs: Its input signature.
+    input_keys: The keys of those inputs in the saved signature.
+    batch_size: The export's fixed batch size, or None.
+
+  Returns:
+    The `.npz` file content (no pickled objects), or b'' when the inputs are
+    not all numeric.
+  """
+  arrays = {}
+  feed = []
+  for key, spec in zip(input_keys, input_specs):
+    if not (spec.dtype.is_floating or spec.dtype.is_integer or
+            spec.dtype.is_bool):
+      return b''
+    shape = [d if d is not None else (batch_size or 2)
+             for d in spec.shape.as_list()]
+    feed.append(tf.zeros(shape, spec.dtype))
+    arrays['in/' + key] = feed[-1].numpy()
+  first = function(*feed)
+  second = function(*feed)
+  for key in first:
+    a, b = first[key].numpy(), second[key].numpy()
+    if a.dtype == object or not np.array_equal(a, b):
+      continue
+    arrays['out/' + key] = a
+  buffer = io.BytesIO()
+  np.savez(buffer, **arrays)
+  return buffer.getvalue()
+
+
+_FRESH_SCRIPT = textwrap.dedent("""
+    import io, json, os, sys
+    import numpy as np
+    import tensorflow as tf
+    try:
+      import tensorflow_probability  # Registers distribution TypeSpecs.
+    except ImportError:
+      pass
+    export_dir, reference, specs_name, required = (
+        sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].split(','))
+    result = {'problems': [], 'replayed': [], 'train_step': None}
+    problems = result['problems']
+    loaded = tf.saved_model.load(export_dir)
+    missing = [s for s in required if s not in loaded.signatures]
+    if missing:
+      problems.append('missing signatures: ' + ', '.join(missing))
+    if hasattr(loaded, 'get_train_step'):
+      result['train_step'] = int(loaded.get_train_step().numpy())
+    specs_path = os.path.join(export_dir, specs_name)
+    if not tf.io.gfile.exists(specs_path):
+      problems.append(specs_name + ' is missing')
+    elif hasattr(loaded, 'get_policy_specs'):
+      with tf.io.gfile.GFile(specs_path, 'rb') as f:
+        if f.read() != loaded.get_policy_specs().numpy():
+          problems.append(specs_name + ' does not match get_policy_specs()')
+    reference_path = os.path.join(export_dir, reference)
+    if tf.io.gfile.exists(reference_path) and 'action' in loaded.signatures:
+      with tf.io.gfile.GFile(reference_path, 'rb') as f:
+        data = np.load(io.BytesIO(f.read()), allow_pickle=False)
+      action = loaded.signatures['action']
+      _, inputs = action.structured_input_signature
+      feed = {k[3:]: tf.constant(data[k]) for k in data.files
+              if k.startswith('in/')}
+      if sorted(feed) != sorted(inputs):
+        problems.append('reference inputs do not match the action signature')
+      else:
+        outputs = action(**feed)
+        for k in data.files:
+          if not k.startswith('out/'):
+            continue
+          name = k[4:]
+          if name not in outputs:
+            problems.append('action output %s is missing' % name)
+          elif not np.allclose(outputs[name].numpy(), data[k],
+                               rtol=1e-5, atol=1e-6):
+            problems.append('action output %s differs from the reference '
+                            'recorded at save time' % name)
+        result['replayed'].append('action')
+    assert 'tf_agents' not in sys.modules
+    print(json.dumps(result))
+    """)
+
+
+def _run_fresh(export_dir: Text, timeout: float) -> Dict[Text, Any]:
+  env = {
+      k: v for k, v in os.environ.items()
+      if k not in ('PYTHONPATH', 'PYTHONSTARTUP', 'PYTHONHOME')
+  }
+  env['TF_CPP_MIN_LOG_LEVEL'] = '2'
+  with tempfile.TemporaryDirectory() as workdir:
+    script = os.path.join(workdir, 'verify_child.py')
+    with open(script, 'w') as f:
+      f.write(_FRESH_SCRIPT)
+    try:
+      proc = subprocess.run(
+          [sys.executable, script, export_dir, REFERENCE_IO,
+           'policy_specs.pbtxt', ','.join(REQUIRED_SIGNATURES)],
+          cwd=workdir, env=env, capture_output=True, text=True,
+          timeout=timeout, check=False,
+      )
+    except subprocess.TimeoutExpired:
+      return {'problems': ['loading in a fresh process timed out']}
+  lines = proc.stdout.strip().splitlines()
+  if proc.returncode != 0 or not lines:
+    error = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+    return {
+        'problems': [
+            'loading in a fresh process failed (exit {}): {}'.format(
+                proc.returncode, error[-1] if error else ''
+            )
+        ]
+    }
+  return json.loads(lines[-1])
+
+
+def verify(
+    export_dir: Text, fresh_process: bool = True, timeout: float = 300.0
+) -> VerifyReport:
+  """Checks an export: manifest, risky ops, fresh-process load and replay.
+
+  Args:
+    export_dir: The export directory (any `tf.io.gfile` path; the fresh
+      process must be able to read it).
+    fresh_process: Whether to load and replay in a fresh process.
+    timeout: Seconds the fresh process may take.
+
+  Returns:
+    A `VerifyReport`.
+
+  Raises:
+    ExportNotFoundError: `export_dir` does not exist.
+    NotAnExportError: `export_dir` is not a SavedModel directory.
+  """
+  check_is_export(export_dir)
+  report = VerifyReport(export_dir=export_dir)
+  try:
+    if export_publish.check_manifest(export_dir) is not None:
+      report.manifest = 'ok'
+  except export_errors.ExportError as e:
+    report.manifest = 'mismatch'
+    report.problems.append(str(e))
+  try:
+    report.risky_ops = find_risky_ops(export_dir)
+  except export_errors.ExportError as e:
+    report.problems.append(str(e))
+    return report
+  if fresh_process and not report.problems:
+    result = _run_fresh(export_dir, timeout)
+    report.problems.extend(result.get('problems', []))
+    report.replayed = result.get('replayed', [])
+    report.train_step = result.get('train_step')
+  return report

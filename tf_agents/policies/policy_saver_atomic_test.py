@@ -1,0 +1,408 @@
+# coding=utf-8
+"""Crash-safety tests of PolicySaver: atomic publish, kills, two writers.
+
+The kill test runs a child process that saves a few-MB policy over and over
+into one directory and kills it with SIGKILL at seeded random moments; after
+every kill the directory must load as exactly the previous or the new export.
+It is split into nine test methods (`testKill0`..`testKill8`) of
+`_KILLS_PER_TEST` kills each (different seeds), which Bazel's sharding
+(`shard_count` in BUILD) spreads over shards, one kill test per shard.
+"""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from unittest import mock
+
+from absl import logging
+
+import numpy as np
+import tensorflow as tf
+
+from tf_agents.policies import export_errors
+from tf_agents.policies import export_publish
+from tf_agents.policies import policy_saver
+from tf_agents.policies import policy_saver_test_utils as utils
+
+_KILLS_PER_TEST = 6
+
+# Child process shared by the kill and two-writer tests: builds a greedy Q
+# policy with ~1M parameters, then saves it with train step `start`,
+# `start + 1`, ... setting every variable to `base * (1 + step / 100)`, and
+# appends each saved step to the progress file. Every third save passes
+# SaveOptions, which forces a full SavedModel write; the others take the
+# variables-only fast path.
+_WRITER = textwrap.dedent("""
+    import os, sys
+    os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+    import numpy as np
+    import tensorflow as tf
+    from tf_agents.policies import policy_saver
+    from tf_agents.policies import policy_saver_atomic_test as t
+
+    export_dir, progress, start, count = sys.argv[1:5]
+    start, count = int(start), int(count)
+    policy, train_step, bases = t.make_large_policy()
+    saver = policy_saver.PolicySaver(policy, batch_size=None,
+                                     train_step=train_step)
+    with open(progress, 'a') as f:
+      f.write('ready\\n')
+    for step in range(start, start + count):
+      t.set_step(policy, train_step, bases, step)
+      options = tf.saved_model.SaveOptions() if step % 3 == 0 else None
+      saver.save(export_dir, options=options)
+      with open(progress, 'a') as f:
+        f.write('%d\\n' % step)
+    """)
+
+
+def make_large_policy():
+  """A greedy Q policy with ~1M parameters, its train step and base values."""
+  net = utils.q_network.QNetwork(
+      utils.OBSERVATION_SPEC,
+      utils.DISCRETE_ACTION_SPEC,
+      fc_layer_params=(1000, 1000),
+  )
+  policy = utils.greedy_policy.GreedyPolicy(
+      utils.q_policy.QPolicy(
+          utils.TIME_STEP_SPEC, utils.DISCRETE_ACTION_SPEC, net
+      )
+  )
+  policy.action(utils.time_steps(1, 0))
+  bases = [
+      np.random.RandomState(i).uniform(-0.1, 0.1, v.shape).astype(np.float32)
+      for i, v in enumerate(policy.variables())
+  ]
+  return policy, tf.Variable(0, dtype=tf.int64), bases
+
+
+def set_step(policy, train_step, bases, step):
+  train_step.assign(step)
+  for variable, base in zip(policy.variables(), bases):
+    variable.assign(base * (1.0 + step / 100.0))
+
+
+def _python_env():
+  env = dict(os.environ)
+  env['PYTHONPATH'] = os.pathsep.join(p for p in sys.path if p)
+  env['TF_CPP_MIN_LOG_LEVEL'] = '2'
+  env['TF_USE_LEGACY_KERAS'] = '1'
+  return env
+
+
+def _siblings(export_dir):
+  parent, name = os.path.split(export_dir)
+  return sorted(c for c in os.listdir(parent) if c.startswith('.' + name + '.'))
+
+
+def _train_step_of(export_dir):
+  loaded = tf.saved_model.load(export_dir)
+  return int(loaded.get_train_step().numpy())
+
+
+def _read_progress(path):
+  with open(path) as f:
+    lines = f.read().split()
+  return [int(line) for line in lines if line.isdigit()], 'ready' in lines
+
+
+class PolicySaverAtomicTest(tf.test.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls._reference = None
+
+  def _reference_policy(self):
+    if PolicySaverAtomicTest._reference is None:
+      PolicySaverAtomicTest._reference = make_large_policy()
+    return PolicySaverAtomicTest._reference
+
+  def _assert_export_is_step(self, export_dir, allowed_steps):
+    """Loads `export_dir`; checks it is one of `allowed_steps` exactly."""
+    export_publish.check_manifest(export_dir)
+    loaded = tf.saved_model.load(export_dir)
+    step = int(loaded.get_train_step().numpy())
+    self.assertIn(step, allowed_steps)
+    policy, train_step, bases = self._reference_policy()
+    set_step(policy, train_step, bases, step)
+    time_step = utils.time_steps(4, 1)
+    self.assertAllEqual(
+        policy.action(time_step).action, loaded.action(time_step).action
+    )
+    for variable, base in zip(loaded.model_variables, bases):
+      self.assertAllClose(base * (1.0 + step / 100.0), variable.numpy())
+    return step
+
+  def _start_writer(self, export_dir, progress, start, count):
+    workdir = self.create_tempdir().full_path
+    script = os.path.join(workdir, 'writer.py')
+    with open(script, 'w') as f:
+      f.write(_WRITER)
+    # stderr goes to a file: an unread pipe would block the writer.
+    self._stderr_path = os.path.join(workdir, 'stderr')
+    with open(self._stderr_path, 'wb') as stderr:
+      return subprocess.Popen(
+          [sys.executable, script, export_dir, progress, str(start),
+           str(count)],
+          cwd=workdir,
+          env=_python_env(),
+          stdout=subprocess.DEVNULL,
+          stderr=stderr,
+      )
+
+  def _assert_alive(self, proc):
+    if proc.poll() is not None:
+      with open(self._stderr_path) as f:
+        self.fail('Writer exited early:\n' + f.read()[-3000:])
+
+  def _kill_test(self, seed):
+    """Kills `_KILLS_PER_TEST` writers; checks the export after each."""
+    shard = seed
+    rng = random.Random(1234 + seed)
+    export_dir = os.path.join(self.create_tempdir().full_path, 'policy')
+    verified = None
+    next_step = 1000 * (shard + 1)
+    kill_points = set()
+    for kill in range(_KILLS_PER_TEST):
+      progress = os.path.join(self.create_tempdir().full_path, 'progress')
+      open(progress, 'w').close()
+      proc = self._start_writer(export_dir, progress, next_step, 10000)
+      deadline = time.time() + 120
+      while not _read_progress(progress)[1]:
+        self._assert_alive(proc)
+        self.assertLess(time.time(), deadline)
+        time.sleep(0.05)
+      if verified is None:
+        # The first writer must publish once before it is killed.
+        while not _read_progress(progress)[0]:
+          self._assert_alive(proc)
+          time.sleep(0.02)
+      delay = rng.uniform(0.0, 1.5)
+      time.sleep(delay)
+      proc.send_signal(signal.SIGKILL)
+      proc.wait()
+      saved, _ = _read_progress(progress)
+      # Exactly the last export the writer reported or the one after it.
+      allowed = {saved[-1], saved[-1] + 1} if saved else {verified, next_step}
+      kill_points.add((len(saved), round(delay, 3)))
+      verified = self._assert_export_is_step(export_dir, allowed)
+      # Leftovers of the killed writer are bounded and removed by the next
+      # cleanup; nothing but the current version stays afterwards.
+      self.assertLessEqual(len(_siblings(export_dir)), 5)
+      export_publish.cleanup(export_dir)
+      self.assertEqual(
+          [os.readlink(export_dir)], _siblings(export_dir), 'kill %d' % kill
+      )
+      next_step = verified + 1
+    self.assertLen(kill_points, _KILLS_PER_TEST)
+    logging.warning('kill test %d: %d kills survived at %s', seed,
+                 _KILLS_PER_TEST, sorted(kill_points))
+
+  def testKill0(self):
+    self._kill_test(0)
+
+  def testKill1(self):
+    self._kill_test(1)
+
+  def testKill2(self):
+    self._kill_test(2)
+
+  def testKill3(self):
+    self._kill_test(3)
+
+  def testKill4(self):
+    self._kill_test(4)
+
+  def testKill5(self):
+    self._kill_test(5)
+
+  def testKill6(self):
+    self._kill_test(6)
+
+  def testKill7(self):
+    self._kill_test(7)
+
+  def testKill8(self):
+    self._kill_test(8)
+
+  def testTwoWritersOneCompleteExportWins(self):
+    export_dir = os.path.join(self.create_tempdir().full_path, 'policy')
+    progress = [
+        os.path.join(self.create_tempdir().full_path, 'progress%d' % i)
+        for i in range(2)
+    ]
+    procs = [
+        self._start_writer(export_dir, progress[0], 100, 6),
+        self._start_writer(export_dir, progress[1], 200, 6),
+    ]
+    for proc in procs:
+      self.assertEqual(0, proc.wait(timeout=300))
+    step = self._assert_export_is_step(export_dir, {105, 205})
+    self.assertIn(step, (105, 205))
+    # Both writers are gone: a new save cleans every leftover.
+    export_publish.cleanup(export_dir)
+    self.assertEqual([os.readlink(export_dir)], _siblings(export_dir))
+
+  def testFailedSaveKeepsPreviousExport(self):
+    policy = utils.make_policy(utils.STATELESS_DETERMINISTIC)
+    train_step = tf.Variable(1, dtype=tf.int64)
+    saver = policy_saver.PolicySaver(policy, train_step=train_step)
+    export_dir = os.path.join(self.create_tempdir().full_path, 'policy')
+    saver.save(export_dir)
+    train_step.assign(2)
+    real_save = tf.saved_model.save
+
+    def disk_full(obj, path, **kwargs):
+      real_save(obj, path, **kwargs)  # Partial output left in the staging.
+      raise OSError(28, 'No space left on device')
+
+    def manifest_full(*unused_args, **unused_kwargs):
+      raise tf.errors.ResourceExhaustedError(None, None, 'disk quota exceeded')
+
+    cases = [
+        mock.patch.object(tf.saved_model, 'save', disk_full),
+        mock.patch.object(export_publish, 'write_manifest', manifest_full),
+    ]
+    for case in cases:
+      with case:
+        with self.assertRaises(export_errors.ExportWriteError) as error:
+          saver.save(export_dir, options=tf.saved_model.SaveOptions())
+      message = str(error.exception)
+      self.assertIn(export_dir, message)
+      self.assertNotIn('\n', message)
+      loaded = tf.saved_model.load(export_dir)
+      self.assertEqual(1, loaded.get_train_step().numpy())
+      self.assertEqual([os.readlink(export_dir)], _siblings(export_dir))
+    with mock.patch.object(export_publish, 'write_manifest', manifest_full):
+      with self.assertRaises(export_errors.ExportWriteError):
+        saver.save_checkpoint(export_dir)
+    self.assertEqual(
+        1, _train_step_of(export_dir)
+    )
+    saver.save(export_dir)
+    self.assertEqual(
+        2, _train_step_of(export_dir)
+    )
+
+  def testFastPathEqualsFullSave(self):
+    policy = utils.make_policy(utils.STATELESS_STOCHASTIC)
+    train_step = tf.Variable(0, dtype=tf.int64)
+    saver = policy_saver.PolicySaver(policy, train_step=train_step, seed=7)
+    root = self.create_tempdir().full_path
+    fast_dir = os.path.join(root, 'fast')
+    saver.save(fast_dir)
+    self.assertEqual('full', saver.last_save_kind)
+    for variable in policy.variables():
+      variable.assign(variable * 1.5 + 0.25)
+    train_step.assign(9)
+    saver.save(fast_dir)
+    self.assertEqual('variables_only', saver.last_save_kind)
+    manifest = export_publish.check_manifest(fast_dir)
+    self.assertEqual('variables_only', manifest['kind'])
+    full_dir = os.path.join(root, 'full')
+    policy_saver.PolicySaver(policy, train_step=train_step, seed=7).save(
+        full_dir
+    )
+    self.assertEqual('full', export_publish.check_manifest(full_dir)['kind'])
+    time_step = utils.time_steps(3, 1)
+    outputs = []
+    for path in (fast_dir, full_dir):
+      loaded = tf.saved_model.load(path)
+      self.assertEqual(9, loaded.get_train_step().numpy())
+      outputs.append(
+          (loaded.action(time_step).action.numpy(),
+           [v.numpy() for v in loaded.model_variables])
+      )
+    utils.assert_nests_close(self, outputs[1], outputs[0], atol=0, rtol=0)
+    fresh = utils.run_fresh_process(
+        self,
+        """
+        import numpy as np
+        import tensorflow as tf
+        import tensorflow_probability  # Registers the distribution specs.
+        out = []
+        for path in ARGS:
+          loaded = tf.saved_model.load(path)
+          fn = loaded.signatures['action']
+          _, inputs = fn.structured_input_signature
+          feed = {k: tf.ones([2] + s.shape.as_list()[1:], s.dtype)
+                  for k, s in inputs.items()}
+          out.append([loaded.get_train_step().numpy().item(),
+                      fn(**feed)['action'].numpy().tolist()])
+        print(json.dumps(out))
+        """,
+        args=[fast_dir, full_dir],
+    )
+    self.assertEqual(fresh[0], fresh[1])
+    self.assertEqual(9, fresh[0][0])
+    # A new trace (register_function) changes the graph: full save again.
+    saver.register_function(
+        'extra', lambda x: x * 2.0, tf.TensorSpec([1], tf.float32)
+    )
+    saver.save(fast_dir)
+    self.assertEqual('full', saver.last_save_kind)
+    loaded = tf.saved_model.load(fast_dir)
+    self.assertAllEqual([[4.0]], loaded.extra(tf.constant([[2.0]])))
+
+  def testNonLocalFileSystemPublishesWithMarker(self):
+    policy = utils.make_policy(utils.STATELESS_DETERMINISTIC)
+    train_step = tf.Variable(3, dtype=tf.int64)
+    saver = policy_saver.PolicySaver(policy, train_step=train_step)
+    export_dir = 'ram://policy_saver_atomic_test/policy'
+    saver.save(export_dir)
+    train_step.assign(4)
+    saver.save(export_dir, options=tf.saved_model.SaveOptions())
+    self.assertTrue(
+        tf.io.gfile.exists(
+            os.path.join(export_dir, export_publish.COMPLETE_MARKER)
+        )
+    )
+    self.assertEqual(4, export_publish.check_manifest(export_dir)['train_step'])
+    self.assertEqual(
+        ['policy'], tf.io.gfile.listdir('ram://policy_saver_atomic_test')
+    )
+    tf.io.gfile.remove(os.path.join(export_dir, export_publish.COMPLETE_MARKER))
+    with self.assertRaises(export_errors.NotAnExportError):
+      export_publish.check_manifest(export_dir)
+
+  def testManifestDetectsChangedFile(self):
+    policy = utils.make_policy(utils.STATELESS_DETERMINISTIC)
+    export_dir = os.path.join(self.create_tempdir().full_path, 'policy')
+    policy_saver.PolicySaver(policy).save(export_dir)
+    manifest = export_publish.check_manifest(export_dir)
+    self.assertIn('saved_model.pb', manifest['files'])
+    self.assertIn('policy_specs.pbtxt', manifest['files'])
+    path = os.path.join(export_dir, 'policy_specs.pbtxt')
+    with open(path, 'ab') as f:
+      f.write(b' ')
+    with self.assertRaisesRegex(
+        export_errors.ManifestMismatchError, 'policy_specs.pbtxt'
+    ):
+      export_publish.check_manifest(export_dir)
+
+  def testCleanupRemovesOnlyDeadWritersLeftovers(self):
+    policy = utils.make_policy(utils.STATELESS_DETERMINISTIC)
+    parent = self.create_tempdir().full_path
+    export_dir = os.path.join(parent, 'policy')
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()
+    host = export_publish._HOST  # pylint: disable=protected-access
+    stale = '.policy.tmp-{}-{}-abc'.format(host, dead.pid)
+    live = '.policy.tmp-{}-{}-abc'.format(host, os.getppid())
+    other = '.other.tmp-{}-{}-abc'.format(host, dead.pid)
+    for name in (stale, live, other):
+      os.makedirs(os.path.join(parent, name, 'variables'))
+    policy_saver.PolicySaver(policy).save(export_dir)
+    children = os.listdir(parent)
+    self.assertNotIn(stale, children)
+    self.assertIn(live, children)
+    self.assertIn(other, children)
+
+
+if __name__ == '__main__':
+  tf.test.main()
