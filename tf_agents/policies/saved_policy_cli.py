@@ -40,7 +40,11 @@ by this repository's `PolicySaver` and by upstream's; every file is read
 through `tf.io.gfile`, so `gs://` paths work.
 """
 
+import contextlib
 import os
+import re
+import sys
+import tempfile
 
 # Before TensorFlow is imported: tf-agents needs Keras 2 (tf_keras) on
 # TensorFlow >= 2.16, and TensorFlow's C++ INFO/WARNING lines would bury the
@@ -48,13 +52,54 @@ import os
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
+# A native INFO line (`I1125 16:00:00.000000 123 port.cc:153] ...`) or absl's
+# preamble to the lines it writes before its logging is initialized.
+_NATIVE_INFO_LINE = re.compile(
+    r'I\d{4} [\d:.]+ +\d+ [^ ]+:\d+\] '
+    r'|WARNING: All log messages before absl::InitializeLog\(\) is called')
+
+
+@contextlib.contextmanager
+def _native_info_lines_dropped():
+  """Drops TensorFlow's native INFO lines written to stderr in its scope.
+
+  While its shared libraries load, TensorFlow >= 2.20 logs INFO lines (e.g.
+  about oneDNN) before any log level applies, so `TF_CPP_MIN_LOG_LEVEL` does
+  not filter them and they would bury a one-line error. When that variable
+  asks for no INFO lines, file descriptor 2 is held in a temporary file while
+  TensorFlow is imported and every other line is written back afterwards.
+
+  Yields:
+    Nothing.
+  """
+  if os.environ.get('TF_CPP_MIN_LOG_LEVEL', '0') in ('', '0'):
+    yield
+    return
+  try:
+    saved = os.dup(2)
+  except OSError:  # No stderr to hold.
+    yield
+    return
+  with tempfile.TemporaryFile() as held:
+    sys.stderr.flush()
+    os.dup2(held.fileno(), 2)
+    try:
+      yield
+    finally:
+      sys.stderr.flush()
+      os.dup2(saved, 2)
+      os.close(saved)
+      held.seek(0)
+      for line in held.read().decode('utf-8', 'replace').splitlines(True):
+        if not _NATIVE_INFO_LINE.match(line):
+          sys.stderr.write(line)
+      sys.stderr.flush()
+
+
 # pylint: disable=g-import-not-at-top,wrong-import-position
-import contextlib
 import dataclasses
 import io
 import json
-import re
-import sys
 import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -62,7 +107,8 @@ from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
-import tensorflow as tf
+with _native_info_lines_dropped():
+  import tensorflow as tf
 
 from tensorflow.core.protobuf import saved_model_pb2
 from google.protobuf import message as protobuf_message
