@@ -1,6 +1,9 @@
 # coding=utf-8
 """Tests for tf_agents.examples.dqn_cartpole_export."""
 
+import contextlib
+import dataclasses
+import io
 import json
 import os
 import struct
@@ -8,17 +11,28 @@ from unittest import mock
 
 from absl.testing import flagsaver
 from absl.testing import parameterized
+from matplotlib import image as mpl_image
+import numpy as np
 import tensorflow as tf
 
 from tf_agents.examples import dqn_cartpole_export
 
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+# matplotlib's 'tab:blue', the colour of the learning curve's line.
+_CURVE_RGB = np.array([0x1f, 0x77, 0xb4]) / 255.0
 
 
 def _png_size(data):
   """(width, height) from a PNG's IHDR chunk."""
   assert data[12:16] == b'IHDR', data[:32]
   return struct.unpack('>II', data[16:24])
+
+
+def _curve_pixel_columns(png_path):
+  """The distinct x positions of pixels drawn in the curve's colour."""
+  pixels = mpl_image.imread(png_path)[..., :3]
+  close = np.all(np.abs(pixels - _CURVE_RGB) < 0.02, axis=-1)
+  return np.unique(np.nonzero(close)[1])
 
 
 class DqnCartpoleExportTest(tf.test.TestCase, parameterized.TestCase):
@@ -77,6 +91,10 @@ class DqnCartpoleExportTest(tf.test.TestCase, parameterized.TestCase):
       png = f.read()
     self.assertEqual(png[:8], _PNG_SIGNATURE)
     self.assertEqual(_png_size(png), (700, 450))
+    # A curve, not an empty chart: a line in the curve's colour spans much of
+    # the plot's width (the legend's sample line alone is ~30 px wide).
+    columns = _curve_pixel_columns(result.learning_curve_png)
+    self.assertGreater(columns.max() - columns.min(), 300)
 
     with tf.io.gfile.GFile(result.summary_json) as f:
       summary = json.load(f)
@@ -85,6 +103,56 @@ class DqnCartpoleExportTest(tf.test.TestCase, parameterized.TestCase):
         [point['step'] for point in summary['learning_curve']], [0, 20, 40])
     self.assertTrue(summary['returns_match'])
     self.assertGreater(summary['export_bytes'], 0)
+
+  def test_main_prints_the_report_and_exits_0_only_if_returns_match(self):
+    output_dir = self.create_tempdir().full_path
+    results = []
+    real_train_and_export = dqn_cartpole_export.train_and_export
+
+    def recording_train_and_export(config):
+      results.append(real_train_and_export(config))
+      return results[-1]
+
+    def run_main(train_and_export):
+      stdout = io.StringIO()
+      with flagsaver.flagsaver(
+          output_dir=output_dir, num_iterations=20, eval_interval=10,
+          eval_episodes=2, export_interval=10, initial_collect_steps=64,
+          fc_layer_params=['8'], batch_size=16, seed=3):
+        with mock.patch.object(dqn_cartpole_export, 'train_and_export',
+                               train_and_export):
+          with contextlib.redirect_stdout(stdout):
+            exit_code = dqn_cartpole_export.main(['dqn_cartpole_export'])
+      return exit_code, stdout.getvalue()
+
+    exit_code, report = run_main(recording_train_and_export)
+    self.assertEqual(exit_code, 0, report)
+    (result,) = results
+    self.assertTrue(result.returns_match)
+    export_dir = os.path.join(output_dir, 'policy', 'saved_model')
+    for line in (
+        'Output directory: {}'.format(output_dir),
+        'export (SavedModel, latest):  {}  (train step 20)'.format(
+            export_dir),
+        'learning curve (PNG):         {}'.format(
+            os.path.join(output_dir, 'learning_curve.png')),
+        'in-memory policy:             {:.1f}'.format(
+            result.in_memory_average_return),
+        'export in a fresh process:    {:.1f}'.format(
+            result.fresh_process_average_return),
+        'tf_agents imported: no',
+        'Returns match: yes.',
+    ):
+      self.assertIn(line, report)
+
+    # Returns that differ (a broken export) make the run exit 1.
+    fresh = dict(result.fresh_process)
+    fresh['returns'] = [r + 1.0 for r in fresh['returns']]
+    fresh['average_return'] = float(np.mean(fresh['returns']))
+    mismatched = dataclasses.replace(result, fresh_process=fresh)
+    exit_code, report = run_main(lambda config: mismatched)
+    self.assertEqual(exit_code, 1, report)
+    self.assertIn('Returns match: NO.', report)
 
   def test_fresh_process_reports_failure_in_one_line(self):
     missing = os.path.join(self.create_tempdir().full_path, 'missing')

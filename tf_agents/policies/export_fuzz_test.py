@@ -2,26 +2,41 @@
 """Fuzz test: mutated exports give a clear error or a correct load.
 
 A child process applies seeded mutations (truncations, byte flips, deleted
-and swapped files) to copies of a small export and loads each copy with
-`export_verify.load_checked`, writing one JSON line per mutation. The parent
-restarts the child after a crash (counted as a failure) and checks every
-outcome: this package's `ExportError` with a one-line message naming the
-export, or a load whose outputs equal the original's.
+and swapped files) to copies of a small export and loads each copy twice:
+with `export_verify.load_checked` (the raw SavedModel) and with the runtime,
+alternately `policy_loader.load` and `saved_policy.SavedPolicy`. Every third
+mutation starts from a copy of the export without its integrity manifest and
+completion marker (as upstream's saver writes it), so the checks behind the
+manifest (parsing, checksums of the variables, the specs) are fuzzed too.
+The child writes one JSON line per mutation. The parent restarts the child
+after a crash or a hang (each counted as a failure) and checks every outcome:
+this package's `ExportError` with a one-line message naming the export, or a
+load whose outputs on a probe input equal the unmutated export's (the raw
+`action` signature, the runtime's action and policy state, the train step).
+Any other exception type is a failure. The counts are logged (and printed).
 """
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
+import time
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 
 from tf_agents.policies import policy_saver
 from tf_agents.policies import policy_saver_test_utils as utils
+from tf_agents.policies import saved_policy
 
 _MUTATIONS_PER_TEST = 250
+# A child that records no mutation for this long is killed (a hang).
+_HANG_SECONDS = 60.0
+_VARIANTS = ('manifest', 'upstream')
+_LOADERS = ('load_checked', 'runtime')
 
 _CHILD = textwrap.dedent("""
     import json, os, random, shutil, sys
@@ -30,9 +45,13 @@ _CHILD = textwrap.dedent("""
     import tensorflow as tf
     from tf_agents.policies import export_errors
     from tf_agents.policies import export_verify
+    from tf_agents.policies import policy_loader
+    from tf_agents.policies import saved_policy
 
-    source, workdir, results, seed, start, stop = sys.argv[1:7]
+    workdir, results, seed, start, stop = sys.argv[1:6]
     start, stop = int(start), int(stop)
+    sources = {v: os.path.join(workdir, 'source_' + v)
+               for v in ('manifest', 'upstream')}
     feed = json.loads(open(os.path.join(workdir, 'feed.json')).read())
     expected = json.loads(open(os.path.join(workdir, 'expected.json')).read())
 
@@ -70,53 +89,129 @@ _CHILD = textwrap.dedent("""
         os.rename(tmp, other)
       return '%s %s' % (kind, name)
 
+    def load_checked(target):
+      loaded = export_verify.load_checked(target)
+      fn = loaded.signatures['action']
+      inputs = fn.structured_input_signature[1]
+      out = fn(**{k: tf.constant(v, dtype=inputs[k].dtype)
+                  for k, v in feed.items()})
+      got = {k: v.numpy().tolist() for k, v in out.items()}
+      return (got == expected['action'] and
+              int(loaded.get_train_step().numpy()) == expected['train_step'])
+
+    def runtime(target, use_loader):
+      if use_loader:
+        policy = policy_loader.load(target)
+      else:
+        policy = saved_policy.SavedPolicy(target, backend='saved_model')
+      got = probe(policy)
+      return (len(got) == len(expected['runtime']) and
+              all(np.array_equal(np.asarray(a), np.asarray(b))
+                  for a, b in zip(got, expected['runtime'])) and
+              int(policy.get_train_step()) == expected['train_step'])
+
+    def probe(policy):
+      time_step = tf.nest.map_structure(
+          lambda s: np.ones((2,) + tuple(s.shape), s.dtype),
+          policy.time_step_spec)
+      step = policy.action(time_step, policy.get_initial_state(2))
+      return [np.asarray(x).tolist()
+              for x in tf.nest.flatten((step.action, step.state))]
+
+    def outcome(fn, *args):
+      try:
+        return {'outcome': 'load', 'correct': bool(fn(*args))}
+      except export_errors.ExportError as e:
+        return {'outcome': 'error', 'type': type(e).__name__,
+                'message': str(e)}
+      except Exception as e:
+        return {'outcome': 'foreign_error', 'type': type(e).__name__,
+                'message': str(e)[:500]}
+
     for i in range(start, stop):
       rng = random.Random('%s-%d' % (seed, i))
+      # Upstream-style exports cost more (most mutations reach the full
+      # load), so they get a third of the mutations.
+      variant = ('manifest', 'upstream', 'manifest')[i % 3]
       target = os.path.join(workdir, 'm%d' % i)
-      shutil.copytree(source, target)
-      what = mutate(target, rng)
-      record = {'i': i, 'mutation': what}
-      try:
-        loaded = export_verify.load_checked(target)
-        fn = loaded.signatures['action']
-        out = fn(**{k: tf.constant(v, dtype=fn.structured_input_signature[1][k].dtype)
-                    for k, v in feed.items()})
-        got = {k: v.numpy().tolist() for k, v in out.items()}
-        record['outcome'] = 'load'
-        record['correct'] = (
-            got == expected['action'] and
-            int(loaded.get_train_step().numpy()) == expected['train_step'])
-      except export_errors.ExportError as e:
-        record['outcome'] = 'error'
-        record['type'] = type(e).__name__
-        record['message'] = str(e)
-      except Exception as e:
-        record['outcome'] = 'foreign_error'
-        record['type'] = type(e).__name__
-        record['message'] = str(e)[:500]
+      shutil.copytree(sources[variant], target)
+      record = {'i': i, 'variant': variant, 'mutation': mutate(target, rng)}
+      record['load_checked'] = outcome(load_checked, target)
+      record['runtime_loader'] = (
+          'policy_loader.load' if i % 4 < 2 else 'SavedPolicy')
+      record['runtime'] = outcome(runtime, target, i % 4 < 2)
       shutil.rmtree(target, ignore_errors=True)
       with open(results, 'a') as f:
         f.write(json.dumps(record) + '\\n')
     """)
 
 
+def _read_records(results):
+  if not os.path.exists(results):
+    return []
+  with open(results) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
 class ExportFuzzTest(tf.test.TestCase):
 
+  def _run_child(self, script, workdir, results, seed, start, env):
+    """Runs the child from mutation `start`; returns (exit code, stderr).
+
+    The exit code is None if the child was killed for making no progress.
+    """
+    stderr_path = os.path.join(workdir, 'child_stderr.txt')
+    with open(stderr_path, 'w') as stderr:
+      proc = subprocess.Popen(
+          [sys.executable, script, workdir, results, str(seed), str(start),
+           str(_MUTATIONS_PER_TEST)],
+          cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+      )
+      size = os.path.getsize(results) if os.path.exists(results) else 0
+      last_progress = time.monotonic()
+      hung = False
+      while proc.poll() is None:
+        time.sleep(0.5)
+        new_size = os.path.getsize(results) if os.path.exists(results) else 0
+        if new_size != size:
+          size, last_progress = new_size, time.monotonic()
+        elif time.monotonic() - last_progress > _HANG_SECONDS:
+          hung = True
+          proc.kill()  # The child this test started.
+          proc.wait()
+    with open(stderr_path) as f:
+      error = f.read()[-2000:]
+    return (None if hung else proc.returncode), error
+
   def _fuzz(self, seed):
+    begin = time.monotonic()
     workdir = self.create_tempdir().full_path
-    export_dir = os.path.join(workdir, 'source')
+    export_dir = os.path.join(workdir, 'export')
     policy = utils.make_policy(utils.STATEFUL_DETERMINISTIC)
     policy_saver.PolicySaver(
         policy, train_step=tf.Variable(11, dtype=tf.int64)
     ).save(export_dir)
-    source = os.path.realpath(export_dir)
-    loaded = tf.saved_model.load(source)
+    # The published export (a symlink locally) and a copy as upstream's
+    # saver writes it: no manifest, no completion marker.
+    manifest = os.path.join(workdir, 'source_manifest')
+    upstream = os.path.join(workdir, 'source_upstream')
+    shutil.copytree(os.path.realpath(export_dir), manifest)
+    shutil.copytree(manifest, upstream)
+    for name in ('export_manifest.json', 'export_complete'):
+      os.remove(os.path.join(upstream, name))
+
+    loaded = tf.saved_model.load(manifest)
     action = loaded.signatures['action']
     _, inputs = action.structured_input_signature
     feed = {
         k: tf.ones([2] + s.shape.as_list()[1:], s.dtype).numpy().tolist()
         for k, s in inputs.items()
     }
+    runtime = saved_policy.SavedPolicy(manifest, backend='saved_model')
+    time_step = tf.nest.map_structure(
+        lambda s: np.ones((2,) + tuple(s.shape), s.dtype),
+        runtime.time_step_spec)
+    step = runtime.action(time_step, runtime.get_initial_state(2))
     expected = {
         'action': {
             k: v.numpy().tolist()
@@ -124,6 +219,10 @@ class ExportFuzzTest(tf.test.TestCase):
                 **{k: tf.constant(v, inputs[k].dtype) for k, v in feed.items()}
             ).items()
         },
+        'runtime': [
+            np.asarray(x).tolist()
+            for x in tf.nest.flatten((step.action, step.state))
+        ],
         'train_step': 11,
     }
     with open(os.path.join(workdir, 'feed.json'), 'w') as f:
@@ -137,44 +236,76 @@ class ExportFuzzTest(tf.test.TestCase):
     env = dict(os.environ)
     env['PYTHONPATH'] = os.pathsep.join(p for p in sys.path if p)
     env['TF_CPP_MIN_LOG_LEVEL'] = '3'
-    crashes = 0
+    crashes = []
+    hangs = []
     start = 0
     records = []
     while start < _MUTATIONS_PER_TEST:
-      proc = subprocess.run(
-          [sys.executable, script, source, workdir, results, str(seed),
-           str(start), str(_MUTATIONS_PER_TEST)],
-          cwd=workdir, env=env, capture_output=True, text=True, timeout=600,
-          check=False,
-      )
-      with open(results) as f:
-        records = [json.loads(line) for line in f if line.strip()]
+      code, error = self._run_child(script, workdir, results, seed, start, env)
+      records = _read_records(results)
       done = records[-1]['i'] + 1 if records else 0
-      if proc.returncode != 0:
-        crashes += 1
-        logging.error('Fuzz child crashed after mutation %d: %s', done,
-                      proc.stderr[-2000:])
+      if code != 0:
+        (hangs if code is None else crashes).append(done)
+        logging.error('Fuzz child %s at mutation %d (exit %s): %s',
+                      'hung' if code is None else 'crashed', done, code,
+                      error)
+        shutil.rmtree(os.path.join(workdir, 'm%d' % done), ignore_errors=True)
         done += 1  # Skip the mutation that crashed it.
       start = done
-    failures = [
-        r for r in records
-        if r['outcome'] == 'foreign_error'
-        or (r['outcome'] == 'load' and not r['correct'])
-        or (r['outcome'] == 'error' and (
-            '\n' in r['message']
-            or os.path.join(workdir, 'm%d' % r['i']) not in r['message']))
-    ]
-    outcomes = {}
+
+    def failed(record, loader):
+      result = record[loader]
+      if result['outcome'] == 'foreign_error':
+        return True
+      if result['outcome'] == 'load':
+        return not result['correct']
+      return ('\n' in result['message'] or
+              os.path.join(workdir, 'm%d' % record['i'])
+              not in result['message'])
+
+    failures = [r for r in records if any(failed(r, l) for l in _LOADERS)]
+    counts = {}
+    for variant in _VARIANTS:
+      for loader in _LOADERS:
+        rs = [r for r in records if r['variant'] == variant]
+        counts[(variant, loader)] = {
+            'tried': len(rs),
+            'clean_errors': sum(
+                r[loader]['outcome'] == 'error' and not failed(r, loader)
+                for r in rs),
+            'correct_loads': sum(
+                r[loader]['outcome'] == 'load' and r[loader]['correct']
+                for r in rs),
+            'failures': sum(failed(r, loader) for r in rs),
+        }
+    error_types = {}
     for r in records:
-      key = r['outcome'] if r['outcome'] != 'error' else r['type']
-      outcomes[key] = outcomes.get(key, 0) + 1
-    logging.warning('fuzz seed %d: %d mutations, %d crashes, %d failures, %s',
-                 seed, len(records), crashes, len(failures), outcomes)
-    self.assertEqual(0, crashes)
+      for loader in _LOADERS:
+        if r[loader]['outcome'] != 'load':
+          key = '%s/%s' % (r['variant'], r[loader]['type'])
+          error_types[key] = error_types.get(key, 0) + 1
+    summary = (
+        'fuzz seed {}: {} mutations tried, {} crashes, {} hangs, {} failing '
+        'mutations, {:.0f} s; by (export variant, loader): {}; errors: {}'
+        .format(seed, len(records) + len(crashes) + len(hangs), len(crashes),
+                len(hangs), len(failures), time.monotonic() - begin,
+                '; '.join('{}/{}: {}'.format(v, l, c)
+                          for (v, l), c in sorted(counts.items())),
+                dict(sorted(error_types.items()))))
+    logging.warning('%s', summary)
+    print(summary)
+    for r in failures[:10]:
+      logging.error('Fuzz failure: %s', r)
+    self.assertEqual([], crashes)
+    self.assertEqual([], hangs)
     self.assertEqual([], failures[:5])
-    self.assertGreater(outcomes.get('load', 0), 0)
-    self.assertGreater(outcomes.get('ManifestMismatchError', 0), 0)
     self.assertLen(records, _MUTATIONS_PER_TEST)
+    for variant in _VARIANTS:
+      for loader in _LOADERS:
+        self.assertGreater(counts[(variant, loader)]['correct_loads'], 0)
+        self.assertGreater(counts[(variant, loader)]['clean_errors'], 0)
+    self.assertGreater(error_types.get('manifest/ManifestMismatchError', 0), 0)
+    self.assertGreater(error_types.get('upstream/CorruptExportError', 0), 0)
 
   def testFuzz0(self):
     self._fuzz(0)

@@ -50,6 +50,7 @@ from tf_agents.policies import export_errors
 MANIFEST_FILENAME = 'export_manifest.json'
 COMPLETE_MARKER = 'export_complete'
 MANIFEST_FORMAT = 1
+_HASH_CHUNK_BYTES = 256 << 10
 
 # Grace periods (seconds) before a leftover of a live (or remote) writer is
 # removed.
@@ -105,9 +106,15 @@ def discard(path: Optional[Text]) -> None:
 def list_files(root: Text) -> List[Text]:
   """Relative paths (with `/`) of all files under `root`, sorted."""
   files = []
+  # TensorFlow's `ram://` file system lists by name prefix: the listing of
+  # `ram://x/policy` also shows entries of a sibling `ram://x/policy_1` (as
+  # `_1`), which do not exist under `root`.
+  confirm = not is_local(root)
   for dirname, _, filenames in tf.io.gfile.walk(root):
     rel_dir = os.path.relpath(dirname, root) if dirname != root else ''
     for filename in filenames:
+      if confirm and not tf.io.gfile.exists(os.path.join(dirname, filename)):
+        continue
       rel = os.path.join(rel_dir, filename) if rel_dir else filename
       files.append(rel.replace(os.sep, '/'))
   return sorted(files)
@@ -119,7 +126,9 @@ def file_sha256(path: Text) -> Dict[Text, Any]:
   size = 0
   with tf.io.gfile.GFile(path, 'rb') as f:
     while True:
-      chunk = f.read(8 << 20)
+      # Small reads: each chunk is copied more than once on its way from
+      # the file system, so large ones raise the save's peak memory.
+      chunk = f.read(_HASH_CHUNK_BYTES)
       if not chunk:
         break
       digest.update(chunk)
@@ -272,24 +281,53 @@ def publish(staging: Text, export_dir: Text) -> Optional[Text]:
 
 
 def _publish_local(staging: Text, export_dir: Text) -> Optional[Text]:
+  """Publishes by switching the `export_dir` symlink; undone on failure.
+
+  If a step fails, the version directory and link made so far are removed
+  and a real `export_dir` moved aside is moved back, so the previous export
+  stays where it was and nothing is left behind (the caller discards
+  `staging` if it was not renamed).
+
+  Args:
+    staging: The complete staging directory.
+    export_dir: The export directory.
+
+  Returns:
+    The version directory the link pointed to before, or None.
+  """
   parent, name = _split(export_dir)
   export_dir = os.path.join(parent, name)
   unique = _unique()
   version = os.path.join(parent, '.{}.v-{}'.format(name, unique))
-  os.rename(staging, version)
   link = os.path.join(parent, '.{}.lnk-{}'.format(name, unique))
-  os.symlink(os.path.basename(version), link)
-  previous = None
-  if os.path.islink(export_dir):
-    previous = os.path.join(parent, os.readlink(export_dir))
-  elif os.path.isdir(export_dir):
+  os.rename(staging, version)
+  moved_aside = None
+  try:
+    os.symlink(os.path.basename(version), link)
+    previous = None
+    if os.path.islink(export_dir):
+      previous = os.path.join(parent, os.readlink(export_dir))
+    elif os.path.isdir(export_dir):
+      aside = os.path.join(parent, '.{}.old-{}'.format(name, unique))
+      try:
+        os.rename(export_dir, aside)
+        moved_aside = aside
+      except FileNotFoundError:
+        pass  # Another writer moved it first.
+    os.replace(link, export_dir)
+  except BaseException:
+    if moved_aside is not None and not os.path.lexists(export_dir):
+      try:
+        os.rename(moved_aside, export_dir)
+      except OSError:
+        pass  # Left for `cleanup`; nothing better can be done here.
     try:
-      os.rename(
-          export_dir, os.path.join(parent, '.{}.old-{}'.format(name, unique))
-      )
-    except FileNotFoundError:
-      pass  # Another writer moved it first.
-  os.replace(link, export_dir)
+      if os.path.lexists(link):
+        os.remove(link)
+    except OSError:
+      pass
+    discard(version)
+    raise
   return previous
 
 

@@ -143,11 +143,57 @@ def load_checked(export_dir: Text) -> Any:
   try:
     return tf.saved_model.load(export_dir)
   except Exception as e:  # pylint: disable=broad-except
+    problem = variables_problem(export_dir)
+    if problem is None:
+      problem = 'cannot load saved_model.pb ({})'.format(_one_line(e)[:300])
     raise export_errors.CorruptExportError(
-        '{}: cannot load the SavedModel ({}).'.format(
-            export_dir, _one_line(e)[:300]
-        )
+        '{}: {}.'.format(export_dir, problem)
     ) from e
+
+
+def variables_problem(directory: Text) -> Optional[Text]:
+  """Reads every tensor of `<directory>/variables/variables`.
+
+  Used to name the file at fault after a load or restore failed: TensorFlow's
+  own error does not always say which file it was reading. Tensor data and
+  index blocks carry checksums, so a truncated or garbled file is found.
+
+  Args:
+    directory: An export or checkpoint directory.
+
+  Returns:
+    A one-line description naming the unreadable file (relative to
+    `directory`), or None if every tensor reads.
+  """
+  prefix = os.path.join(
+      directory,
+      tf.saved_model.VARIABLES_DIRECTORY,
+      tf.saved_model.VARIABLES_FILENAME,
+  )
+  index = 'variables/variables.index'
+  if not tf.io.gfile.exists(prefix + '.index'):
+    return '{} is missing'.format(index)
+  try:
+    # Not `tf.train.load_checkpoint`: on `ram://` it takes the prefix for a
+    # directory.
+    reader = tf.compat.v1.train.NewCheckpointReader(prefix)
+    names = sorted(reader.get_variable_to_shape_map())
+  except Exception as e:  # pylint: disable=broad-except
+    # TF's checkpoint reader raises several unrelated types.
+    return 'cannot read {} ({})'.format(index, _one_line(e)[:200])
+  try:
+    for name in names:
+      reader.get_tensor(name)
+  except Exception as e:  # pylint: disable=broad-except
+    shards = sorted(
+        'variables/' + os.path.basename(p)
+        for p in tf.io.gfile.glob(prefix + '.data-*')
+    )
+    return 'cannot read {} ({})'.format(
+        ', '.join(shards) or 'variables/variables.data-*',
+        _one_line(e)[:200],
+    )
+  return None
 
 
 def find_risky_ops(export_dir: Text) -> List[Tuple[Text, Text]]:

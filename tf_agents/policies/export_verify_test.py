@@ -1,26 +1,69 @@
 # coding=utf-8
 """Tests for export_verify and the `saved_policy_cli verify` command."""
 
+import io
 import json
 import os
 import pickle
+import re
+import shutil
 import subprocess
 import sys
 from unittest import mock
 
+from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
 from tf_agents.policies import export_errors
+from tf_agents.policies import export_publish
 from tf_agents.policies import export_verify
 from tf_agents.policies import policy_saver
 from tf_agents.policies import policy_saver_test_utils as utils
 from tf_agents.policies import saved_policy_cli
 
 
-class ExportVerifyTest(tf.test.TestCase):
+def _drop_manifest(export_dir):
+  """Removes the integrity manifest, as a hand-edited export would lack it."""
+  for name in (export_publish.MANIFEST_FILENAME,
+               export_publish.COMPLETE_MARKER):
+    os.remove(os.path.join(export_dir, name))
 
-  def _export(self, kind=utils.STATEFUL_DETERMINISTIC, plant=None):
+
+def _change_reference_outputs(export_dir):
+  """Rewrites reference_io.npz with every recorded output changed."""
+  path = os.path.join(export_dir, export_verify.REFERENCE_IO)
+  with open(path, 'rb') as f:
+    data = np.load(io.BytesIO(f.read()), allow_pickle=False)
+    arrays = {k: data[k] for k in data.files}
+  outputs = [k for k in arrays if k.startswith('out/')]
+  assert outputs, arrays.keys()
+  for key in outputs:
+    arrays[key] = arrays[key] + np.ones_like(arrays[key])
+  buffer = io.BytesIO()
+  np.savez(buffer, **arrays)
+  with open(path, 'wb') as f:
+    f.write(buffer.getvalue())
+  return sorted(k[len('out/'):] for k in outputs)
+
+
+def _planted_write_file(path):
+  with tf.control_dependencies([tf.io.write_file(path, path)]):
+    return tf.identity(path)
+
+
+def _planted_matching_files(pattern):
+  return tf.strings.reduce_join(tf.io.matching_files(pattern))
+
+
+def _planted_numpy_function(value):
+  return tf.numpy_function(lambda x: x, [value], tf.string)
+
+
+class ExportVerifyTest(tf.test.TestCase, parameterized.TestCase):
+
+  def _export(self, kind=utils.STATEFUL_DETERMINISTIC, plant=None,
+              return_saver=False):
     policy = utils.make_policy(kind)
     saver = policy_saver.PolicySaver(
         policy, train_step=tf.Variable(5, dtype=tf.int64)
@@ -31,7 +74,22 @@ class ExportVerifyTest(tf.test.TestCase):
       )
     export_dir = os.path.join(self.create_tempdir().full_path, 'policy')
     saver.save(export_dir)
+    if return_saver:
+      return export_dir, policy, saver
     return export_dir
+
+  def _assert_fails_with(self, export_dir, problem_regex, manifest='absent'):
+    """verify() and the CLI's verify command both report the problem."""
+    report = export_verify.verify(export_dir)
+    self.assertFalse(report.ok, report)
+    self.assertEqual(manifest, report.manifest)
+    self.assertTrue(
+        any(re.search(problem_regex, p) for p in report.problems),
+        'no problem matches {!r}: {}'.format(problem_regex, report.problems))
+    text = saved_policy_cli.format_text('verify', report.to_json())
+    self.assertRegex(text, re.compile(problem_regex, re.MULTILINE))
+    self.assertTrue(text.endswith('FAILED'), text)
+    return report
 
   def testOrdinaryExportVerifies(self):
     export_dir = self._export()
@@ -67,6 +125,113 @@ class ExportVerifyTest(tf.test.TestCase):
     text = saved_policy_cli.format_text('verify', report.to_json())
     self.assertIn('ReadFile', text)
     self.assertIn('FAILED', text)
+
+  @parameterized.named_parameters(
+      ('ChangedVariables', 'variables'),
+      ('ChangedReferenceOutputs', 'reference'),
+  )
+  def testReplayMismatchIsReported(self, change):
+    export_dir, policy, saver = self._export(
+        utils.STATEFUL_DETERMINISTIC, return_saver=True)
+    self.assertTrue(export_verify.verify(export_dir, fresh_process=False).ok)
+    if change == 'variables':
+      # Other weights of the same network, from another export.
+      for variable in policy.variables():
+        variable.assign(variable + 0.5)
+      other_dir = os.path.join(self.create_tempdir().full_path, 'other')
+      saver.save(other_dir)
+      variables_dir = os.path.join(export_dir, 'variables')
+      for name in os.listdir(variables_dir):
+        shutil.copyfile(os.path.join(other_dir, 'variables', name),
+                        os.path.join(variables_dir, name))
+      changed = None
+    else:
+      changed = _change_reference_outputs(export_dir)
+    # With the manifest, the changed file is caught first (and named).
+    report = export_verify.verify(export_dir)
+    self.assertEqual('mismatch', report.manifest)
+    self.assertFalse(report.ok)
+    self.assertRegex(
+        report.problems[0],
+        'variables/variables' if change == 'variables' else 'reference_io')
+    self.assertEqual([], report.replayed)
+    # Without it, the replay of the recorded inputs catches the change.
+    _drop_manifest(export_dir)
+    report = self._assert_fails_with(
+        export_dir, 'action output .* differs from the reference recorded')
+    self.assertEqual(['action'], report.replayed)
+    self.assertEqual(5, report.train_step)
+    if changed is not None:
+      # Every recorded output was changed; each one is reported.
+      for name in changed:
+        self.assertIn(
+            'action output {} differs from the reference recorded at save '
+            'time'.format(name), report.problems)
+
+  @parameterized.named_parameters(
+      ('Metadata', 'get_metadata'),
+      ('Action', 'action'),
+  )
+  def testMissingSignatureIsReported(self, missing):
+    export_dir = self._export(utils.STATELESS_DETERMINISTIC)
+    loaded = tf.saved_model.load(export_dir)
+    self.assertIn(missing, loaded.signatures)
+    # The same export re-saved without one of the four signatures.
+    resaved = os.path.join(self.create_tempdir().full_path, 'resaved')
+    tf.saved_model.save(
+        loaded, resaved,
+        signatures={k: v for k, v in loaded.signatures.items()
+                    if k != missing})
+    for name in ('policy_specs.pbtxt', export_verify.REFERENCE_IO):
+      shutil.copyfile(os.path.join(export_dir, name),
+                      os.path.join(resaved, name))
+    report = self._assert_fails_with(
+        resaved, 'missing signatures: {}$'.format(missing))
+    self.assertEqual(5, report.train_step)
+    self.assertEqual([] if missing == 'action' else ['action'],
+                     report.replayed)
+    self.assertLen(report.problems, 1, report.problems)
+
+  @parameterized.named_parameters(
+      ('Edited', 'edit', 'policy_specs.pbtxt does not match '
+       r'get_policy_specs\(\)'),
+      ('Deleted', 'delete', 'policy_specs.pbtxt is missing'),
+  )
+  def testPolicySpecsFileMismatchIsReported(self, change, problem):
+    export_dir = self._export(utils.STATEFUL_DETERMINISTIC)
+    _drop_manifest(export_dir)
+    self.assertTrue(export_verify.verify(export_dir).ok)
+    path = os.path.join(export_dir, 'policy_specs.pbtxt')
+    if change == 'edit':
+      with open(path) as f:
+        text = f.read()
+      self.assertIn('DT_FLOAT', text)
+      # Still a valid specs file, but not the policy that was exported.
+      with open(path, 'w') as f:
+        f.write(text.replace('DT_FLOAT', 'DT_DOUBLE', 1))
+    else:
+      os.remove(path)
+    report = self._assert_fails_with(export_dir, problem)
+    self.assertLen(report.problems, 1, report.problems)
+    # The replay itself still passes.
+    self.assertEqual(['action'], report.replayed)
+
+  @parameterized.named_parameters(
+      ('WriteFile', 'WriteFile', _planted_write_file),
+      ('MatchingFiles', 'MatchingFiles', _planted_matching_files),
+      ('NumpyFunction', 'PyFunc', _planted_numpy_function),
+  )
+  def testPlantedOpIsReportedByFullVerify(self, op, plant):
+    export_dir = self._export(utils.STATELESS_DETERMINISTIC, plant)
+    report = export_verify.verify(export_dir)
+    self.assertIn(op, {found for _, found in report.risky_ops})
+    self.assertTrue(
+        all('planted' in fn for fn, _ in report.risky_ops), report.risky_ops)
+    # Nothing else is wrong with the export, but it is not OK.
+    self.assertEqual([], report.problems)
+    self.assertEqual(['action'], report.replayed)
+    self.assertFalse(report.ok)
+    self.assertFalse(report.to_json()['ok'])
 
   def testCorruptedFileIsNamed(self):
     export_dir = self._export(utils.STATELESS_DETERMINISTIC)

@@ -27,6 +27,15 @@ Fixes relative to upstream
    materialized export (they would describe other weights): `fingerprint.pb`,
    `assets/action.tflite`, and this repository's saver's integrity manifest,
    completion marker and recorded reference outputs.
+6. A missing, incomplete, truncated or garbled export or checkpoint raises
+   this package's `export_errors` types (`ExportNotFoundError`,
+   `NotAnExportError`, `CorruptExportError`, `ManifestMismatchError`) with a
+   one-line message naming the path and file, from `load` and
+   `materialize_saved_model` alike (upstream: TensorFlow's `OSError` or a
+   stack dump, and a flipped byte in the variables could load silently
+   wrong). The integrity manifest and completion marker of this
+   repository's saver are checked; exports without them (upstream's) get
+   every other check.
 """
 
 import os
@@ -73,6 +82,14 @@ def load(
 
   Returns:
     A `saved_policy.SavedPolicy`.
+
+  Raises:
+    ExportNotFoundError: A path does not exist.
+    NotAnExportError: A path is not a (complete) export or checkpoint.
+    ManifestMismatchError: A file does not match the integrity manifest.
+    CorruptExportError: A file is truncated or garbled.
+    ValueError: The checkpoint does not match the export, or `backend` is
+      unknown.
   """
   return saved_policy.SavedPolicy(
       saved_model_path, checkpoint_path=checkpoint_path, backend=backend
@@ -116,6 +133,11 @@ def materialize_saved_model(
     output_path: Path of the new export; must not exist.
 
   Raises:
+    ExportNotFoundError: `saved_model_path` or `checkpoint_path` does not
+      exist.
+    NotAnExportError: One is not a (complete) export or checkpoint.
+    ManifestMismatchError: A file does not match its integrity manifest.
+    CorruptExportError: A file is truncated or garbled.
     ValueError: If `output_path` exists or the checkpoint does not match the
       export.
   """
@@ -124,7 +146,7 @@ def materialize_saved_model(
   # Restore the checkpoint into the export's own objects, then write them
   # with the export's object as the checkpoint root, which is the layout
   # `tf.saved_model.load` reads.
-  loaded = tf.saved_model.load(saved_model_path)
+  loaded = saved_policy.load_export(saved_model_path)
   saved_policy.restore_checkpoint(loaded, checkpoint_path)
   tf.io.gfile.makedirs(output_path)
   for child in tf.io.gfile.listdir(saved_model_path):

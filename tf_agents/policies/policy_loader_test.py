@@ -12,9 +12,11 @@ import numpy as np
 import tensorflow as tf
 
 from tf_agents.networks import q_network
+from tf_agents.policies import export_errors
 from tf_agents.policies import greedy_policy
 from tf_agents.policies import policy_loader
 from tf_agents.policies import policy_saver
+from tf_agents.policies import policy_saver_test_utils as test_utils
 from tf_agents.policies import py_tf_eager_policy
 from tf_agents.policies import q_policy
 from tf_agents.policies import saved_policy
@@ -53,6 +55,26 @@ def _time_steps(batch_size=32):
       discount=np.ones((batch_size,), np.float32),
       observation=rng.uniform(-2, 2, size=(batch_size, 4)).astype(np.float32),
   )
+
+
+_EXPORT_CASES = (
+    ('missing_path', 'missing_path'),
+    ('not_an_export', 'not_an_export'),
+    ('incomplete', 'incomplete'),
+    ('truncated_saved_model_pb', 'truncated_saved_model_pb'),
+    ('garbled_policy_specs', 'garbled_policy_specs'),
+    ('truncated_variables', 'truncated_variables'),
+    ('flipped_variables', 'flipped_variables'),
+    ('manifest_mismatch', 'manifest_mismatch'),
+)
+_CHECKPOINT_CASES = (
+    ('missing_path', 'missing_path'),
+    ('not_a_checkpoint', 'not_a_checkpoint'),
+    ('incomplete', 'incomplete'),
+    ('truncated_variables', 'truncated_variables'),
+    ('flipped_variables', 'flipped_variables'),
+    ('manifest_mismatch', 'manifest_mismatch'),
+)
 
 
 def _actions(policy, time_step):
@@ -133,6 +155,8 @@ class PolicyLoaderTest(tf.test.TestCase, parameterized.TestCase):
   def test_materialize_with_metadata(self, location, layout):
     path, saver, policy, network, (train_step, metadata) = self._export(
         location)
+    # Files added after the save are not in the integrity manifest.
+    test_utils.remove_manifest(path)
     tf.io.gfile.makedirs(os.path.join(path, 'assets', 'extra'))
     with tf.io.gfile.GFile(
         os.path.join(path, 'assets', 'extra', 'notes.txt'), 'w') as f:
@@ -183,6 +207,72 @@ class PolicyLoaderTest(tf.test.TestCase, parameterized.TestCase):
           tf.io.gfile.exists(os.path.join(output, derived)), msg=derived)
     self.assertTrue(tf.io.gfile.exists(
         os.path.join(output, policy_saver.POLICY_SPECS_PBTXT)))
+
+  def _assert_one_line_error(self, context, path, filename):
+    message = str(context.exception)
+    self.assertNotIn('\n', message)
+    self.assertIn(path, message)
+    if filename:
+      self.assertIn(filename, message)
+
+  @parameterized.named_parameters(*_EXPORT_CASES)
+  def test_load_bad_export(self, case):
+    path, saver, _, _, _ = self._export('local')
+    checkpoint = os.path.join(self.get_temp_dir(), 'checkpoint')
+    saver.save_checkpoint(checkpoint)
+    error, filename = test_utils.damage_export(case, path)
+    with self.assertRaises(error) as context:
+      policy_loader.load(path)
+    self._assert_one_line_error(context, path, filename)
+    output = os.path.join(self.get_temp_dir(), 'materialized')
+    with self.assertRaises(error) as context:
+      policy_loader.materialize_saved_model(path, checkpoint, output)
+    self._assert_one_line_error(context, path, filename)
+
+  @parameterized.named_parameters(*_CHECKPOINT_CASES)
+  def test_load_bad_checkpoint(self, case):
+    path, saver, _, _, _ = self._export('local')
+    checkpoint = os.path.join(self.get_temp_dir(), 'checkpoint')
+    saver.save_checkpoint(checkpoint)
+    error, filename = test_utils.damage_export(case, checkpoint)
+    with self.assertRaises(error) as context:
+      policy_loader.load(path, checkpoint)
+    self._assert_one_line_error(context, checkpoint, filename)
+    output = os.path.join(self.get_temp_dir(), 'materialized')
+    with self.assertRaises(error) as context:
+      policy_loader.materialize_saved_model(path, checkpoint, output)
+    self._assert_one_line_error(context, checkpoint, filename)
+
+  def test_load_export_without_manifest(self):
+    path, saver, policy, network, _ = self._export('ram')
+    test_utils.remove_manifest(path)
+    time_step = _time_steps()
+    self.assertAllEqual(policy_loader.load(path).action(time_step).action,
+                        _actions(policy, time_step))
+    _set_weights(network, 3)
+    checkpoint = os.path.join(self._base('ram'), 'checkpoint_3')
+    saver.save_checkpoint(checkpoint)
+    test_utils.remove_manifest(checkpoint)
+    self.assertAllEqual(
+        policy_loader.load(path, checkpoint).action(time_step).action,
+        _actions(policy, time_step))
+
+  @parameterized.named_parameters(
+      ('wrong_dtype', 'step_type', np.zeros((32,), np.float32),
+       r'^time_step/step_type does not match the policy spec: expected shape '
+       r'\(\) .*dtype int32; got shape \(32,\) and dtype float32\.$'),
+      ('wrong_shape', 'observation', np.zeros((32, 5), np.float32),
+       r'^time_step/observation does not match the policy spec: expected '
+       r'shape \(4,\) .*dtype float32; got shape \(32, 5\) and dtype '
+       r'float32\.$'),
+  )
+  def test_load_time_step_mismatch(self, field, value, regex):
+    path, _, _, _, _ = self._export('local')
+    loaded = policy_loader.load(path)
+    with self.assertRaisesRegex(
+        export_errors.TimeStepMismatchError, regex) as context:
+      loaded.action(_time_steps()._replace(**{field: value}))
+    self.assertNotIn('\n', str(context.exception))
 
   def test_materialize_refuses_existing_output(self):
     path, saver, _, _, _ = self._export('local')

@@ -123,6 +123,12 @@ Fixes relative to upstream
     `'variables_only'`. Upstream re-serialized the whole SavedModel every
     time. (The copied `fingerprint.pb` keeps the checkpoint hash of the full
     save; TensorFlow does not check it when loading.)
+15. Tracing as upstream does, without autograph (upstream's
+    `common.function`), and a stateless policy's two `action` variants
+    (`action(time_step)`, `action(time_step, ())`) and `distribution`
+    variants call one trace of the policy, so the policy's graph is stored
+    once: a smaller `saved_model.pb` than upstream's and a faster first save
+    than with autograph (figures: `policy_saver_benchmark`).
 """
 
 import dataclasses
@@ -188,6 +194,26 @@ _RESERVED_ATTRIBUTES = frozenset([
     'collect_data_spec',
     'policy_state_spec',
 ])
+
+
+def _function(fn: Optional[Callable[..., Any]] = None, **kwargs) -> Any:
+  """`tf.function` with autograph off, as upstream's `common.function`.
+
+  Policies are written to be traced without autograph (upstream exports them
+  so), and converting their code and the networks' takes most of a first
+  save's time.
+
+  Args:
+    fn: The Python function; None to return a decorator.
+    **kwargs: Passed to `tf.function`.
+
+  Returns:
+    The `tf.function`, or a decorator making one.
+  """
+  kwargs.setdefault('autograph', False)
+  if fn is None:
+    return lambda f: tf.function(f, **kwargs)
+  return tf.function(fn, **kwargs)
 
 
 def _eager_enabled_process_wide() -> bool:
@@ -394,7 +420,7 @@ def _flat_signature(
     flat_inputs = [add_batch_dim(s, outer_dims) for s in flat_inputs]
   output_names = [s.name for s in tf.nest.flatten(output_specs)]
 
-  @tf.function(input_signature=flat_inputs)
+  @_function(input_signature=flat_inputs)
   def signature_fn(*flat_args):
     args = tf.nest.pack_sequence_as(input_specs, list(flat_args))
     outputs = fn(*args)
@@ -577,40 +603,44 @@ class PolicySaver(object):
 
         return call
 
-      polymorphic_action = tf.function(from_example(action_fn))
+      polymorphic_action = _function(from_example(action_fn))
       polymorphic_action.get_concrete_function(batched_input)
       traces = [(batched_input,)]
       polymorphic_distribution = self._trace_distribution(
-          tf.function(from_example(distribution_fn)), traces
+          _function(from_example(distribution_fn)), traces
       )
     else:
       if tf.nest.flatten(policy.policy_state_spec):
-        polymorphic_action = tf.function(action_fn)
+        polymorphic_action = _function(action_fn)
         polymorphic_action.get_concrete_function(
             batched_time_step, batched_state
         )
         traces = [(batched_time_step, batched_state)]
         polymorphic_distribution = self._trace_distribution(
-            tf.function(distribution_fn), traces
+            _function(distribution_fn), traces
         )
       else:
         # Stateless: callable as action(time_step) and action(time_step, ()).
         empty_state = policy.policy_state_spec
 
         def stateless(fn):
+          # Both traces of the wrapper call one trace of `fn`, so the
+          # policy's graph is traced and stored once, not once per variant.
+          core = _function(fn)
+
           def call(time_step, policy_state=empty_state):
-            return fn(time_step, policy_state)
+            return core(time_step, policy_state)
 
           return call
 
-        polymorphic_action = tf.function(stateless(action_fn))
+        polymorphic_action = _function(stateless(action_fn))
         polymorphic_action.get_concrete_function(
             batched_time_step, batched_state
         )
         polymorphic_action.get_concrete_function(batched_time_step)
         traces = [(batched_time_step, batched_state), (batched_time_step,)]
         polymorphic_distribution = self._trace_distribution(
-            tf.function(stateless(distribution_fn)), traces
+            _function(stateless(distribution_fn)), traces
         )
 
     get_initial_state_fn, initial_state_inputs = self._make_initial_state_fn(
@@ -625,11 +655,11 @@ class PolicySaver(object):
     module.metadata = dict(metadata)
     module.model_variables = policy.variables()
 
-    @tf.function
+    @_function
     def get_train_step():
       return tf.identity(module.train_step)
 
-    @tf.function
+    @_function
     def get_metadata():
       return {name: tf.identity(v) for name, v in module.metadata.items()}
 
@@ -640,7 +670,7 @@ class PolicySaver(object):
         })
     )
 
-    @tf.function
+    @_function
     def get_policy_specs():
       return tf.constant(specs_text)
 
@@ -846,7 +876,7 @@ class PolicySaver(object):
         tf.debugging.Assert(False, [tf.constant(message)])
         return ()
 
-      failing = tf.function(raise_error)
+      failing = _function(raise_error)
       for args in traces:
         failing.get_concrete_function(*args)
       return failing
@@ -859,7 +889,7 @@ class PolicySaver(object):
     batch_size_spec = tf.TensorSpec((), tf.int32, name=_BATCH_SIZE_KEY)
     if batch_size is None:
 
-      @tf.function
+      @_function
       def get_initial_state(batch_size):
         return policy.get_initial_state(batch_size=batch_size)
 
@@ -868,7 +898,7 @@ class PolicySaver(object):
 
     fixed = batch_size
 
-    @tf.function
+    @_function
     def get_fixed_initial_state(batch_size=None):
       if batch_size is None:
         return policy.get_initial_state(batch_size=fixed)
@@ -982,7 +1012,7 @@ class PolicySaver(object):
     batched = tf.nest.map_structure(
         lambda s: add_batch_dim(s, outer_dims), input_spec
     )
-    function = tf.function(fn)
+    function = _function(fn)
     function.get_concrete_function(batched)
     setattr(self._policy, name, function)
 

@@ -3,14 +3,18 @@
 
 The kill test runs a child process that saves a few-MB policy over and over
 into one directory and kills it with SIGKILL at seeded random moments; after
-every kill the directory must load as exactly the previous or the new export.
-It is split into nine test methods (`testKill0`..`testKill8`) of
-`_KILLS_PER_TEST` kills each (different seeds), which Bazel's sharding
-(`shard_count` in BUILD) spreads over shards, one kill test per shard.
+every kill the directory must load as exactly the previous or the new export,
+and the leftovers of killed writers must be removed by the next writer's
+saves (the test never cleans up itself). It is split into nine test methods
+(`testKill0`..`testKill8`) of `_KILLS_PER_TEST` kills each (different
+seeds), which Bazel's sharding (`shard_count` in BUILD) spreads over shards,
+one kill test per shard.
 """
 
+import errno
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +23,7 @@ import time
 from unittest import mock
 
 from absl import logging
+from absl.testing import parameterized
 
 import numpy as np
 import tensorflow as tf
@@ -110,7 +115,13 @@ def _read_progress(path):
   return [int(line) for line in lines if line.isdigit()], 'ready' in lines
 
 
-class PolicySaverAtomicTest(tf.test.TestCase):
+# Most hidden siblings a writer killed after its first save can leave: the
+# version it published last, the one before it (kept for readers still
+# loading it), and an interrupted save's new version directory and symlink.
+_MAX_SIBLINGS_AFTER_A_SAVE = 4
+
+
+class PolicySaverAtomicTest(tf.test.TestCase, parameterized.TestCase):
 
   @classmethod
   def setUpClass(cls):
@@ -161,14 +172,27 @@ class PolicySaverAtomicTest(tf.test.TestCase):
         self.fail('Writer exited early:\n' + f.read()[-3000:])
 
   def _kill_test(self, seed):
-    """Kills `_KILLS_PER_TEST` writers; checks the export after each."""
+    """Kills `_KILLS_PER_TEST` writers; checks the export after each.
+
+    Only the writers' own saves clean up: after a writer has published once,
+    every leftover of the writers killed before it is gone (except the
+    version that was current when it started, which its first save keeps for
+    readers still loading it, and which its second save removes) and at most
+    `_MAX_SIBLINGS_AFTER_A_SAVE` hidden siblings remain.
+
+    Args:
+      seed: Seeds the kill delays; also selects the train steps written.
+    """
     shard = seed
     rng = random.Random(1234 + seed)
     export_dir = os.path.join(self.create_tempdir().full_path, 'policy')
     verified = None
     next_step = 1000 * (shard + 1)
     kill_points = set()
+    cleanups_checked = 0
     for kill in range(_KILLS_PER_TEST):
+      before = set(_siblings(export_dir)) if verified is not None else set()
+      current_before = os.readlink(export_dir) if before else None
       progress = os.path.join(self.create_tempdir().full_path, 'progress')
       open(progress, 'w').close()
       proc = self._start_writer(export_dir, progress, next_step, 10000)
@@ -177,10 +201,13 @@ class PolicySaverAtomicTest(tf.test.TestCase):
         self._assert_alive(proc)
         self.assertLess(time.time(), deadline)
         time.sleep(0.05)
-      if verified is None:
-        # The first writer must publish once before it is killed.
+      if verified is None or kill % 2 == 1:
+        # The first writer must publish once before it is killed; so do odd
+        # restarts, whose first save must clean up after the killed writers
+        # (even restarts may also be killed before or during that save).
         while not _read_progress(progress)[0]:
           self._assert_alive(proc)
+          self.assertLess(time.time(), deadline)
           time.sleep(0.02)
       delay = rng.uniform(0.0, 1.5)
       time.sleep(delay)
@@ -191,17 +218,30 @@ class PolicySaverAtomicTest(tf.test.TestCase):
       allowed = {saved[-1], saved[-1] + 1} if saved else {verified, next_step}
       kill_points.add((len(saved), round(delay, 3)))
       verified = self._assert_export_is_step(export_dir, allowed)
-      # Leftovers of the killed writer are bounded and removed by the next
-      # cleanup; nothing but the current version stays afterwards.
-      self.assertLessEqual(len(_siblings(export_dir)), 5)
-      export_publish.cleanup(export_dir)
-      self.assertEqual(
-          [os.readlink(export_dir)], _siblings(export_dir), 'kill %d' % kill
-      )
+      siblings = set(_siblings(export_dir))
+      self.assertIn(os.readlink(export_dir), siblings)
+      if saved:
+        # This writer's first save (cleanup included) completed: the killed
+        # writers' leftovers are gone without any explicit cleanup.
+        removed = before - {current_before}
+        if len(saved) >= 2:
+          removed = before
+        self.assertEmpty(
+            removed & siblings,
+            'kill %d: leftovers of killed writers survived %d saves: %s' %
+            (kill, len(saved), sorted(siblings)))
+        self.assertLessEqual(
+            len(siblings), _MAX_SIBLINGS_AFTER_A_SAVE,
+            'kill %d: %s' % (kill, sorted(siblings)))
+        if before:
+          cleanups_checked += 1
       next_step = verified + 1
     self.assertLen(kill_points, _KILLS_PER_TEST)
-    logging.warning('kill test %d: %d kills survived at %s', seed,
-                 _KILLS_PER_TEST, sorted(kill_points))
+    # Odd kills come after a first save that had leftovers to remove.
+    self.assertGreaterEqual(cleanups_checked, _KILLS_PER_TEST // 2)
+    logging.warning('kill test %d: %d kills survived at %s; %d cleanups '
+                    'checked', seed, _KILLS_PER_TEST, sorted(kill_points),
+                    cleanups_checked)
 
   def testKill0(self):
     self._kill_test(0)
@@ -244,9 +284,16 @@ class PolicySaverAtomicTest(tf.test.TestCase):
       self.assertEqual(0, proc.wait(timeout=300))
     step = self._assert_export_is_step(export_dir, {105, 205})
     self.assertIn(step, (105, 205))
-    # Both writers are gone: a new save cleans every leftover.
-    export_publish.cleanup(export_dir)
-    self.assertEqual([os.readlink(export_dir)], _siblings(export_dir))
+    # Both writers are gone: a new save cleans every leftover but the
+    # version it replaced (kept for readers still loading it).
+    replaced = os.readlink(export_dir)
+    policy, train_step, bases = self._reference_policy()
+    set_step(policy, train_step, bases, 300)
+    policy_saver.PolicySaver(
+        policy, batch_size=None, train_step=train_step).save(export_dir)
+    self.assertEqual(300, _train_step_of(export_dir))
+    self.assertCountEqual([os.readlink(export_dir), replaced],
+                          _siblings(export_dir))
 
   def testFailedSaveKeepsPreviousExport(self):
     policy = utils.make_policy(utils.STATELESS_DETERMINISTIC)
@@ -288,6 +335,121 @@ class PolicySaverAtomicTest(tf.test.TestCase):
     self.assertEqual(
         2, _train_step_of(export_dir)
     )
+
+  def _assert_previous_export_intact(self, export_dir, error, step, action):
+    """Checks a failed save: its error, and the export it did not replace."""
+    message = str(error)
+    self.assertIn(export_dir, message)
+    self.assertNotIn('\n', message)
+    export_publish.check_manifest(export_dir)
+    loaded = tf.saved_model.load(export_dir)
+    self.assertEqual(step, loaded.get_train_step().numpy())
+    self.assertAllEqual(action, loaded.action(utils.time_steps(4, 1)).action)
+    # The failed save left nothing behind, not even for the next save.
+    expected = [os.readlink(export_dir)] if os.path.islink(export_dir) else []
+    self.assertEqual(expected, _siblings(export_dir))
+
+  @parameterized.named_parameters(
+      # os.rename(staging, version), os.symlink(version, link),
+      # [os.rename(real export_dir, old)], os.replace(link, export_dir).
+      ('RenameToVersion', 'rename', 1, False),
+      ('Symlink', 'symlink', 1, False),
+      ('ReplaceLink', 'replace', 1, False),
+      ('RenameToVersionOverRealDirectory', 'rename', 1, True),
+      ('MoveRealDirectoryAside', 'rename', 2, True),
+      ('ReplaceLinkOverRealDirectory', 'replace', 1, True),
+  )
+  def testWriteErrorInLocalPublishKeepsPreviousExport(self, call, fail_at,
+                                                    real_dir):
+    policy = utils.make_policy(utils.STATELESS_DETERMINISTIC)
+    train_step = tf.Variable(1, dtype=tf.int64)
+    saver = policy_saver.PolicySaver(policy, train_step=train_step)
+    export_dir = os.path.join(self.create_tempdir().full_path, 'policy')
+    saver.save(export_dir)
+    old_action = policy.action(utils.time_steps(4, 1)).action.numpy()
+    if real_dir:
+      # As an export written in place (e.g. by upstream's saver): the first
+      # publish moves the directory aside, then puts the link in its place.
+      target = os.path.realpath(export_dir)
+      os.remove(export_dir)
+      shutil.move(target, export_dir)
+      self.assertFalse(os.path.islink(export_dir))
+      self.assertEqual([], _siblings(export_dir))
+    train_step.assign(2)
+    for variable in policy.variables():
+      variable.assign(variable * -2.0 + 0.5)
+    calls = []
+    real = getattr(os, call)
+
+    def fail(*args, **kwargs):
+      calls.append(args)
+      if len(calls) == fail_at:
+        raise OSError(errno.EIO, 'Input/output error')
+      return real(*args, **kwargs)
+
+    with mock.patch.object(export_publish.os, call, fail):
+      with self.assertRaises(export_errors.ExportWriteError) as error:
+        saver.save(export_dir)
+    self.assertLen(calls, fail_at)
+    self.assertIn('Input/output error', str(error.exception))
+    self.assertEqual(real_dir, not os.path.islink(export_dir))
+    self._assert_previous_export_intact(
+        export_dir, error.exception, 1, old_action)
+    # The next save publishes normally; no leftover of the failed one stays.
+    saver.save(export_dir)
+    self.assertTrue(os.path.islink(export_dir))
+    self.assertEqual(2, _train_step_of(export_dir))
+    siblings = _siblings(export_dir)
+    self.assertIn(os.readlink(export_dir), siblings)
+    # At most the version just replaced (kept for readers) besides it.
+    self.assertLessEqual(len(siblings), 1 if real_dir else 2, siblings)
+    for sibling in siblings:
+      self.assertRegex(sibling, r'^\.policy\.v-', siblings)
+
+  @parameterized.named_parameters(
+      ('DiskFull', lambda: OSError(errno.ENOSPC, 'No space left on device')),
+      ('QuotaExceeded', lambda: tf.errors.ResourceExhaustedError(
+          None, None, 'disk quota exceeded')),
+  )
+  def testWriteErrorInVariablesOnlySaveKeepsPreviousExport(self, make_error):
+    policy = utils.make_policy(utils.STATELESS_DETERMINISTIC)
+    train_step = tf.Variable(1, dtype=tf.int64)
+    saver = policy_saver.PolicySaver(policy, train_step=train_step)
+    export_dir = os.path.join(self.create_tempdir().full_path, 'policy')
+    saver.save(export_dir)
+    self.assertEqual('full', saver.last_save_kind)
+    old_action = policy.action(utils.time_steps(4, 1)).action.numpy()
+    train_step.assign(2)
+    for variable in policy.variables():
+      variable.assign(variable * -2.0 + 0.5)
+    new_action = policy.action(utils.time_steps(4, 1)).action.numpy()
+    real_write = tf.train.Checkpoint.write
+    writes = []
+
+    def write_then_fail(checkpoint, file_prefix, *args, **kwargs):
+      # The variables are (partly) written into the staging directory.
+      writes.append(file_prefix)
+      real_write(checkpoint, file_prefix, *args, **kwargs)
+      raise make_error()
+
+    with mock.patch.object(tf.train.Checkpoint, 'write', write_then_fail):
+      with self.assertRaises(export_errors.ExportWriteError) as error:
+        saver.save(export_dir)
+    # The fast path wrote the variables into a hidden staging sibling.
+    self.assertLen(writes, 1)
+    self.assertStartsWith(
+        os.path.basename(os.path.dirname(os.path.dirname(writes[0]))),
+        '.policy.tmp-')
+    self.assertEqual('full', saver.last_save_kind)
+    self._assert_previous_export_intact(
+        export_dir, error.exception, 1, old_action)
+    # The fast path still works afterwards and publishes the new values.
+    saver.save(export_dir)
+    self.assertEqual('variables_only', saver.last_save_kind)
+    loaded = tf.saved_model.load(export_dir)
+    self.assertEqual(2, loaded.get_train_step().numpy())
+    self.assertAllEqual(new_action,
+                        loaded.action(utils.time_steps(4, 1)).action)
 
   def testFastPathEqualsFullSave(self):
     policy = utils.make_policy(utils.STATELESS_STOCHASTIC)

@@ -1,5 +1,16 @@
 # coding=utf-8
-"""Tests for the argument errors of policy_saver.PolicySaver."""
+"""Tests for the argument errors of policy_saver.PolicySaver.
+
+Also checks that the module keeps upstream's public API (names and
+signatures), since it replaces upstream's module of the same name.
+"""
+
+import __future__
+import importlib.util
+import inspect
+import os
+import types as python_types
+import typing
 
 from absl.testing import parameterized
 import numpy as np
@@ -7,6 +18,7 @@ import tensorflow as tf
 
 from tf_agents.policies import policy_saver
 from tf_agents.policies import policy_saver_test_utils as utils
+from tf_agents.policies import py_tf_eager_policy
 from tf_agents.policies import tf_policy
 from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import policy_step
@@ -204,6 +216,139 @@ class PolicySaverErrorsTest(tf.test.TestCase, parameterized.TestCase):
     )
     saver = policy_saver.PolicySaver(policy, use_nest_path_signatures=False)
     self.assertEqual('memory', saver.policy_state_spec.name)
+
+
+def _upstream_policy_saver():
+  """Upstream's `policy_saver.py`, from the installed distribution.
+
+  Ours shadows `tf_agents.policies.policy_saver`, so upstream's file (next to
+  `py_tf_eager_policy.py`, which this repository does not own) is imported
+  under another name.
+
+  Returns:
+    The module.
+  """
+  path = os.path.join(os.path.dirname(py_tf_eager_policy.__file__),
+                      'policy_saver.py')
+  assert os.path.realpath(path) != os.path.realpath(policy_saver.__file__)
+  spec = importlib.util.spec_from_file_location('upstream_policy_saver', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _is_typing_alias(value):
+  return typing.get_origin(value) is not None or any(
+      value is getattr(typing, name) for name in typing.__all__)
+
+
+def _public_names(module):
+  """Public names of `module` that are API: no modules or typing aliases."""
+  names = set()
+  for name, value in vars(module).items():
+    if name.startswith('_'):
+      continue
+    if isinstance(value, python_types.ModuleType):
+      continue
+    # `from __future__ import ...`: compiler directives, not API.
+    if isinstance(value, type(__future__.annotations)):
+      continue
+    if _is_typing_alias(value) and getattr(typing, name, None) is value:
+      continue  # `from typing import Any, ...`.
+    names.add(name)
+  return names
+
+
+_UPSTREAM_METHODS = ('__init__', 'save', 'save_checkpoint',
+                     'register_function', 'register_concrete_function')
+_UPSTREAM_FUNCTIONS = ('rename_spec_with_nest_paths', 'add_batch_dim',
+                       'specs_from_collect_data_spec')
+
+
+class UpstreamApiTest(tf.test.TestCase, parameterized.TestCase):
+  """Ours replaces upstream's module everywhere, so it keeps upstream's API."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.upstream = _upstream_policy_saver()
+
+  def testEveryPublicNameOfUpstreamExists(self):
+    upstream_names = _public_names(self.upstream)
+    # The test's filter keeps the API (and is not vacuous).
+    self.assertContainsSubset(
+        {'PolicySaver', 'POLICY_SPECS_PBTXT', 'InputFnType',
+         'InputFnAndSpecType'} | set(_UPSTREAM_FUNCTIONS), upstream_names)
+    self.assertNotIn('tf', upstream_names)
+    self.assertNotIn('Optional', upstream_names)
+    missing = sorted(n for n in upstream_names if not hasattr(policy_saver, n))
+    self.assertEqual([], missing)
+    self.assertEqual(self.upstream.POLICY_SPECS_PBTXT,
+                     policy_saver.POLICY_SPECS_PBTXT)
+
+  def testEveryPublicMemberOfUpstreamsPolicySaverExists(self):
+    upstream_members = {
+        n for n in vars(self.upstream.PolicySaver) if not n.startswith('_')}
+    self.assertContainsSubset(['save', 'signatures', 'get_train_step'],
+                              upstream_members)
+    ours = policy_saver.PolicySaver
+    missing = sorted(n for n in upstream_members if not hasattr(ours, n))
+    self.assertEqual([], missing)
+    for name in upstream_members:
+      # Properties stay properties, methods stay methods.
+      self.assertEqual(
+          isinstance(vars(self.upstream.PolicySaver)[name], property),
+          isinstance(inspect.getattr_static(ours, name), property), name)
+
+  def _assert_keeps_signature(self, upstream_fn, our_fn, label):
+    upstream_params = list(inspect.signature(upstream_fn).parameters.values())
+    our_params = list(inspect.signature(our_fn).parameters.values())
+    self.assertGreaterEqual(len(our_params), len(upstream_params), label)
+    for theirs, ours in zip(upstream_params, our_params):
+      self.assertEqual(theirs.name, ours.name, label)
+      self.assertEqual(theirs.kind, ours.kind, '{}({})'.format(
+          label, theirs.name))
+      self.assertEqual(theirs.default, ours.default, '{}({})'.format(
+          label, theirs.name))
+    # Ours may only append parameters that callers need not pass.
+    for added in our_params[len(upstream_params):]:
+      self.assertIn(added.kind, (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                 inspect.Parameter.KEYWORD_ONLY),
+                    '{}({})'.format(label, added.name))
+      self.assertIsNot(added.default, inspect.Parameter.empty,
+                       '{}({})'.format(label, added.name))
+
+  @parameterized.parameters(*_UPSTREAM_METHODS)
+  def testPolicySaverMethodKeepsUpstreamsSignature(self, name):
+    self._assert_keeps_signature(
+        getattr(self.upstream.PolicySaver, name),
+        getattr(policy_saver.PolicySaver, name), 'PolicySaver.' + name)
+
+  @parameterized.parameters(*_UPSTREAM_FUNCTIONS)
+  def testModuleFunctionKeepsUpstreamsSignature(self, name):
+    self._assert_keeps_signature(
+        getattr(self.upstream, name), getattr(policy_saver, name), name)
+
+  def testSignatureCheckIsNotVacuous(self):
+    def upstream(a, b=1, *, c=None):
+      del a, b, c
+
+    def renamed(a, d=1, *, c=None):
+      del a, d, c
+
+    def new_default(a, b=2, *, c=None):
+      del a, b, c
+
+    def appended_required(a, b=1, *, c=None, e):
+      del a, b, c, e
+
+    def appended_optional(a, b=1, *, c=None, e=0):
+      del a, b, c, e
+
+    for bad in (renamed, new_default, appended_required):
+      with self.assertRaises(AssertionError, msg=bad.__name__):
+        self._assert_keeps_signature(upstream, bad, bad.__name__)
+    self._assert_keeps_signature(upstream, appended_optional, 'ok')
 
 
 if __name__ == '__main__':

@@ -16,6 +16,7 @@ from tf_agents.networks import actor_distribution_rnn_network
 from tf_agents.networks import q_network
 from tf_agents.networks import q_rnn_network
 from tf_agents.policies import actor_policy
+from tf_agents.policies import export_errors
 from tf_agents.policies import greedy_policy
 from tf_agents.policies import q_policy
 from tf_agents.specs import tensor_spec
@@ -199,3 +200,92 @@ def run_fresh_process(
 
 def numpy_nest(nest: Any) -> Any:
   return tf.nest.map_structure(lambda t: np.asarray(t).tolist(), nest)
+
+
+VARIABLES_DATA_FILE = 'variables/variables.data-00000-of-00001'
+
+
+def remove_manifest(path: str) -> None:
+  """Makes the export `path` look like one of upstream's saver (no manifest)."""
+  for name in ('export_manifest.json', 'export_complete'):
+    tf.io.gfile.remove(os.path.join(path, name))
+
+
+def truncate_file(path: str, name: str) -> None:
+  """Truncates the file `name` of the export `path` to half its size."""
+  with tf.io.gfile.GFile(os.path.join(path, name), 'rb') as f:
+    data = f.read()
+  with tf.io.gfile.GFile(os.path.join(path, name), 'wb') as f:
+    f.write(data[:len(data) // 2])
+
+
+def flip_bit(path: str, name: str) -> None:
+  """Flips one bit in the middle of the file `name` of the export `path`."""
+  with tf.io.gfile.GFile(os.path.join(path, name), 'rb') as f:
+    data = bytearray(f.read())
+  data[len(data) // 2] ^= 0x10
+  with tf.io.gfile.GFile(os.path.join(path, name), 'wb') as f:
+    f.write(bytes(data))
+
+
+def damage_export(case: str, path: str) -> Any:
+  """Damages the export or checkpoint at `path` in the way `case` names.
+
+  Args:
+    case: One of 'missing_path', 'not_an_export', 'not_a_checkpoint',
+      'incomplete', 'truncated_saved_model_pb', 'garbled_policy_specs',
+      'truncated_variables', 'flipped_variables', 'truncated_variables_index',
+      'manifest_mismatch'. Damage that the integrity manifest would report
+      first is applied to a copy without a manifest, so the reader's own check
+      of that file is what is tested.
+    path: A local or `ram://` export directory (or checkpoint directory).
+
+  Returns:
+    `(the export_errors type expected, the file its message names or None)`.
+
+  Raises:
+    ValueError: For an unknown `case`.
+  """
+  if case == 'missing_path':
+    if os.path.islink(path):  # A local export of PolicySaver is a symlink.
+      os.remove(path)
+    else:
+      tf.io.gfile.rmtree(path)
+    return export_errors.ExportNotFoundError, None
+  if case == 'not_an_export':
+    remove_manifest(path)
+    tf.io.gfile.remove(os.path.join(path, 'saved_model.pb'))
+    return export_errors.NotAnExportError, 'saved_model.pb'
+  if case == 'not_a_checkpoint':
+    remove_manifest(path)
+    tf.io.gfile.remove(os.path.join(path, 'variables', 'variables.index'))
+    return export_errors.NotAnExportError, 'variables/variables.index'
+  if case == 'incomplete':
+    tf.io.gfile.remove(os.path.join(path, 'export_complete'))
+    return export_errors.NotAnExportError, 'export_complete'
+  if case == 'truncated_saved_model_pb':
+    remove_manifest(path)
+    truncate_file(path, 'saved_model.pb')
+    return export_errors.CorruptExportError, 'saved_model.pb'
+  if case == 'garbled_policy_specs':
+    remove_manifest(path)
+    with tf.io.gfile.GFile(
+        os.path.join(path, 'policy_specs.pbtxt'), 'w') as f:
+      f.write('dict_value { fields { key: "collect_data_spec" value {{{ \x00')
+    return export_errors.CorruptExportError, 'policy_specs.pbtxt'
+  if case == 'truncated_variables':
+    remove_manifest(path)
+    truncate_file(path, VARIABLES_DATA_FILE)
+    return export_errors.CorruptExportError, VARIABLES_DATA_FILE
+  if case == 'flipped_variables':
+    remove_manifest(path)
+    flip_bit(path, VARIABLES_DATA_FILE)
+    return export_errors.CorruptExportError, VARIABLES_DATA_FILE
+  if case == 'truncated_variables_index':
+    remove_manifest(path)
+    truncate_file(path, 'variables/variables.index')
+    return export_errors.CorruptExportError, 'variables/variables.index'
+  if case == 'manifest_mismatch':
+    flip_bit(path, VARIABLES_DATA_FILE)
+    return export_errors.ManifestMismatchError, VARIABLES_DATA_FILE
+  raise ValueError('Unknown damage case: {!r}'.format(case))

@@ -16,8 +16,9 @@ Backends
   checkpoints and conversion), so its variables take twice the memory.
 * `'tflite'`: the `action` signature run by `tf.lite.Interpreter` with tensor
   indices resolved once. The model is read from
-  `<export_dir>/assets/action.tflite` when that file exists (a saver or a
-  build step may store it there), else converted at load
+  `<export_dir>/assets/action.tflite` when the export has that file (added
+  by a build step; an export's integrity manifest must then list it, or the
+  export is rejected as modified), else converted at load
   (`policy_saver.convert_action_to_tflite`). After `update_from_checkpoint`
   it is re-converted from the updated variables.
 * `'auto'` (default): `'tflite'` when it is exact for this policy, else
@@ -41,8 +42,9 @@ Fixes relative to upstream's `SavedModelPyTFEagerPolicy` (tf-agents 0.19.0)
    (upstream fails on exports with a fixed batch size), and
    `get_initial_state(None)` gives an unbatched state. Exports with a fixed
    batch size also run other batch sizes (padded / split internally).
-4. A time step or state that does not match the specs raises a `ValueError`
-   naming the field, the expected shape and dtype and what was given
+4. A time step or state that does not match the specs raises
+   `export_errors.TimeStepMismatchError` (a `ValueError`) with a one-line
+   message naming the field, the expected shape and dtype and what was given
    (upstream: "Could not find matching function to call"). Values of the same
    kind (e.g. float64 for a float32 field) are cast.
 5. Much lower per-step cost (see Backends).
@@ -52,6 +54,20 @@ Fixes relative to upstream's `SavedModelPyTFEagerPolicy` (tf-agents 0.19.0)
 7. The train step of a restored checkpoint is parsed from the trailing digits
    of its directory name (upstream: from the text after the last `_` of the
    whole path).
+8. Bad exports and checkpoints raise this package's `export_errors` types
+   with a one-line message naming the path and, when it can be told, the
+   file (upstream: TensorFlow's `OSError` or a stack dump, or a silent load
+   of wrong variables): `ExportNotFoundError` (missing path),
+   `NotAnExportError` (no `saved_model.pb` / `variables/variables.index`, or
+   a manifest without its `export_complete` marker: a copy-based publish in
+   progress), `ManifestMismatchError` (a file differs from
+   `export_manifest.json`), `CorruptExportError` (a truncated or garbled
+   `saved_model.pb`, `policy_specs.pbtxt` or variables file; also for exports
+   without a manifest, e.g. upstream's, where checksums of the variables and
+   parse errors find it) and `ExportSignatureError` (also a `ValueError`: the
+   signatures do not match the specs). This holds for the constructor,
+   `update_from_checkpoint` and `update_from_directory`; an update that fails
+   leaves the previous variables in place.
 """
 
 import os
@@ -67,6 +83,9 @@ import tensorflow as tf
 # function returns distributions).
 import tensorflow_probability as tfp  # pylint: disable=unused-import
 
+from tf_agents.policies import export_errors
+from tf_agents.policies import export_publish
+from tf_agents.policies import export_verify
 from tf_agents.policies import policy_saver
 from tf_agents.policies import py_policy
 from tf_agents.specs import array_spec
@@ -98,9 +117,71 @@ _NONDETERMINISTIC_OP = re.compile(
 _TRAILING_DIGITS = re.compile(r'(\d+)$')
 # Written by `export_publish` (this repository's saver): the manifest first,
 # the completion marker last.
-_MANIFEST_FILENAME = 'export_manifest.json'
-_COMPLETE_MARKER = 'export_complete'
+_MANIFEST_FILENAME = export_publish.MANIFEST_FILENAME
+_COMPLETE_MARKER = export_publish.COMPLETE_MARKER
 _PROBE_SEED = 12345
+
+
+class ExportSignatureError(export_errors.ExportError, ValueError):
+  """The export's signatures do not match its specs, so it cannot be run.
+
+  A `ValueError` too, as `SavedPolicy` raised before it had this type.
+  """
+
+
+def _one_line(error: BaseException) -> Text:
+  """`Type: first line of the message`, for one-line error messages."""
+  lines = [l.strip() for l in str(error).splitlines() if l.strip()]
+  return '{}: {}'.format(type(error).__name__, lines[0][:300] if lines else '')
+
+
+def load_export(export_dir: Text) -> Any:
+  """Loads an export with `tf.saved_model.load`, raising `export_errors`.
+
+  Checks the path, the completion marker and integrity manifest (exports of
+  this repository's saver), `saved_model.pb` and `policy_specs.pbtxt` first
+  (`export_verify.load_checked`); exports without a manifest (e.g. written
+  by upstream's saver) get every check but the manifest's.
+
+  Args:
+    export_dir: A directory written by `PolicySaver.save`.
+
+  Returns:
+    The loaded object.
+
+  Raises:
+    ExportNotFoundError: `export_dir` does not exist.
+    NotAnExportError: It is not a (complete) export.
+    ManifestMismatchError: A file does not match the manifest.
+    CorruptExportError: A file is truncated or garbled (the one-line message
+      names it when it can be told).
+  """
+  return export_verify.load_checked(export_dir)
+
+
+def check_checkpoint(checkpoint_path: Text) -> None:
+  """Checks that `checkpoint_path` is a complete checkpoint or export.
+
+  Args:
+    checkpoint_path: A directory written by `PolicySaver.save_checkpoint` or
+      `PolicySaver.save`.
+
+  Raises:
+    ExportNotFoundError: It does not exist.
+    NotAnExportError: It has no `variables/variables.index`, or it has a
+      manifest but no completion marker (still being published).
+    ManifestMismatchError: A file does not match its manifest.
+  """
+  if not tf.io.gfile.exists(checkpoint_path):
+    raise export_errors.ExportNotFoundError(
+        '{}: no such file or directory.'.format(checkpoint_path)
+    )
+  if not tf.io.gfile.exists(_variables_prefix(checkpoint_path) + '.index'):
+    raise export_errors.NotAnExportError(
+        '{}: not a policy checkpoint or export (no '
+        'variables/variables.index).'.format(checkpoint_path)
+    )
+  export_publish.check_manifest(checkpoint_path)
 
 
 def _signature_key(name: Text) -> Text:
@@ -138,15 +219,30 @@ def load_specs(export_dir: Text, loaded: Any = None) -> Dict[Text, Any]:
     A dict with keys `collect_data_spec`, `time_step_spec`, `action_spec`,
     `policy_state_spec` and `info_spec`.
   """
-  specs = None
-  if loaded is not None and hasattr(loaded, 'get_policy_specs'):
-    specs = policy_saver.specs_from_saved_model(loaded)
-  if specs is None:
-    proto_specs = tensor_spec.from_pbtxt_file(
-        os.path.join(export_dir, policy_saver.POLICY_SPECS_PBTXT)
-    )
-    specs = policy_saver.specs_from_collect_data_spec(proto_specs)
-  return {k: tensor_spec.to_array_spec(v) for k, v in specs.items()}
+  source = 'get_policy_specs() of saved_model.pb'
+  try:
+    specs = None
+    if loaded is not None and hasattr(loaded, 'get_policy_specs'):
+      specs = policy_saver.specs_from_saved_model(loaded)
+    if specs is None:
+      source = policy_saver.POLICY_SPECS_PBTXT
+      path = os.path.join(export_dir, source)
+      if not tf.io.gfile.exists(path):
+        raise export_errors.CorruptExportError(
+            '{}: {} is missing.'.format(export_dir, source)
+        )
+      proto_specs = tensor_spec.from_pbtxt_file(path)
+      specs = policy_saver.specs_from_collect_data_spec(proto_specs)
+    return {k: tensor_spec.to_array_spec(v) for k, v in specs.items()}
+  except export_errors.ExportError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    # Parsing and spec conversion raise many unrelated types.
+    raise export_errors.CorruptExportError(
+        '{}: cannot read the policy specs from {} ({}).'.format(
+            export_dir, source, _one_line(e)
+        )
+    ) from e
 
 
 def _is_complete(path: Text) -> bool:
@@ -216,8 +312,14 @@ def restore_checkpoint(loaded: Any, checkpoint_path: Text) -> None:
       `<checkpoint_path>/variables/variables`.
 
   Raises:
-    ValueError: If some variable of `loaded` is missing from the checkpoint.
+    ExportNotFoundError, NotAnExportError, ManifestMismatchError: As
+      `check_checkpoint`.
+    CorruptExportError: A variables file is truncated or garbled (the
+      one-line message names it). Some variables may have been read.
+    ValueError: If some variable of `loaded` is missing from the checkpoint
+      or has another shape (a checkpoint of another policy).
   """
+  check_checkpoint(checkpoint_path)
   prefix = _variables_prefix(checkpoint_path)
   errors = []
   for checkpoint in (
@@ -230,6 +332,21 @@ def restore_checkpoint(loaded: Any, checkpoint_path: Text) -> None:
       return
     except AssertionError as e:
       errors.append(str(e))
+    except Exception as e:  # pylint: disable=broad-except
+      # Reading raises TF's OpErrors, IndexError, ValueError, ...; a file
+      # that does not read back is the cause unless every tensor reads.
+      problem = export_verify.variables_problem(checkpoint_path)
+      if problem is not None:
+        raise export_errors.CorruptExportError(
+            '{}: {}.'.format(checkpoint_path, problem)
+        ) from e
+      if isinstance(e, ValueError):
+        raise
+      raise export_errors.CorruptExportError(
+          '{}: cannot read the variables ({}).'.format(
+              checkpoint_path, _one_line(e)
+          )
+      ) from e
   raise ValueError(
       'The variables in {} do not match the loaded export: {}'.format(
           checkpoint_path, ' / '.join(errors)
@@ -657,8 +774,14 @@ class SavedPolicy(py_policy.PyPolicy):
         suits small policies stepped from one thread.
 
     Raises:
-      ValueError: If `backend` is unknown, the export's signatures do not
-        match its specs, or `backend='tflite'` and the `action` signature
+      ExportNotFoundError: `export_dir` or `checkpoint_path` does not exist.
+      NotAnExportError: It is not a (complete) export or checkpoint.
+      ManifestMismatchError: A file does not match the integrity manifest.
+      CorruptExportError: A file is truncated or garbled.
+      ExportSignatureError: The export's signatures do not match its specs
+        (also a `ValueError`).
+      ValueError: If `backend` is unknown, the checkpoint's variables do not
+        match the export, or `backend='tflite'` and the `action` signature
         cannot run on TFLite here.
     """
     if backend not in BACKENDS:
@@ -668,7 +791,7 @@ class SavedPolicy(py_policy.PyPolicy):
     self._requested_backend = backend
     self._num_threads = num_threads
     self._export_dir = export_dir
-    self._loaded = tf.saved_model.load(export_dir)
+    self._loaded = load_export(export_dir)
     specs = load_specs(export_dir, self._loaded)
     super(SavedPolicy, self).__init__(
         specs['time_step_spec'],
@@ -677,7 +800,12 @@ class SavedPolicy(py_policy.PyPolicy):
         specs['info_spec'],
     )
     self._collect_data_spec = specs['collect_data_spec']
-    self._setup_signatures()
+    try:
+      self._setup_signatures()
+    except ValueError as e:
+      raise ExportSignatureError(
+          '{}: {}'.format(export_dir, ' '.join(str(e).split()))
+      ) from e
     self._train_step_from_last_restored_checkpoint_path = None
     self._last_update_key = None
     # Whether the variables differ from the export's (so a stored or
@@ -952,7 +1080,7 @@ class SavedPolicy(py_policy.PyPolicy):
         tuple(shape) if shape is not None else None,
         np.dtype(dtype).name if dtype is not None else type(value).__name__,
     )
-    return ValueError(
+    return export_errors.TimeStepMismatchError(
         '{} does not match the policy spec: expected {}; got {}{}.'.format(
             field.where, field.describe(), got, reason
         )
@@ -964,9 +1092,13 @@ class SavedPolicy(py_policy.PyPolicy):
   ) -> Tuple[List[np.ndarray], int, int]:
     """Validates `leaves`; returns (batched arrays, outer dims, batch size)."""
     if len(leaves) != len(fields):
-      raise ValueError(
-          '{} does not have the structure of the policy spec: expected {}, '
-          'got {!r}.'.format(label, spec, value)
+      del value  # Its repr can span many lines.
+      raise export_errors.TimeStepMismatchError(
+          '{} does not have the structure of the policy spec: expected {} '
+          'fields ({}), got {}.'.format(
+              label, len(fields), ', '.join(f.where for f in fields),
+              len(leaves),
+          )
       )
     arrays = []
     outer = None
@@ -1049,7 +1181,7 @@ class SavedPolicy(py_policy.PyPolicy):
         )
       state_arrays, state_outer, state_batch = converted
       if state_batch != batch:
-        raise ValueError(
+        raise export_errors.TimeStepMismatchError(
             'policy_state has batch size {} but time_step has batch size '
             '{}.'.format(state_batch, batch)
         )
@@ -1100,9 +1232,31 @@ class SavedPolicy(py_policy.PyPolicy):
     """The exported metadata, `{name: tf.Tensor}` as upstream returns it."""
     return self._loaded.get_metadata()
 
-  def _restore_variables(self, checkpoint_path: Text) -> None:
-    """Reads a checkpoint or export's variables into the loaded object."""
-    restore_checkpoint(self._loaded, checkpoint_path)
+  def _restore_variables(
+      self, checkpoint_path: Text, keep_on_error: bool = False
+  ) -> None:
+    """Reads a checkpoint or export's variables into the loaded object.
+
+    Args:
+      checkpoint_path: As for `restore_checkpoint`.
+      keep_on_error: Whether to put the current values back if reading
+        fails part way (a garbled checkpoint without a manifest).
+    """
+    if not keep_on_error:
+      restore_checkpoint(self._loaded, checkpoint_path)
+    else:
+      backup = 'ram://saved_policy_backup/{}/variables'.format(
+          uuid.uuid4().hex
+      )
+      tf.train.Checkpoint(root=self._loaded).write(backup)
+      try:
+        restore_checkpoint(self._loaded, checkpoint_path)
+      except Exception:
+        tf.train.Checkpoint(root=self._loaded).read(backup).expect_partial()
+        raise
+      finally:
+        for path in tf.io.gfile.glob(backup + '*'):
+          tf.io.gfile.remove(path)
     self._variables_restored = True
     self._train_step_from_last_restored_checkpoint_path = (
         _train_step_from_path(checkpoint_path)
@@ -1120,9 +1274,14 @@ class SavedPolicy(py_policy.PyPolicy):
         `PolicySaver.save` (reads `<checkpoint_path>/variables/variables`).
 
     Raises:
+      ExportNotFoundError: `checkpoint_path` does not exist.
+      NotAnExportError: It is not a complete checkpoint or export.
+      ManifestMismatchError: A file does not match its manifest.
+      CorruptExportError: A variables file is truncated or garbled.
       ValueError: If the checkpoint does not match the export.
+      In every case the policy keeps its previous variables.
     """
-    self._restore_variables(checkpoint_path)
+    self._restore_variables(checkpoint_path, keep_on_error=True)
     if self._sm_backend is not None:
       try:
         self._sm_backend.sync(self._loaded)
@@ -1154,6 +1313,10 @@ class SavedPolicy(py_policy.PyPolicy):
 
     Returns:
       True if the policy changed.
+
+    Raises:
+      ExportError: The newest entry is garbled or does not match its
+        manifest (see `update_from_checkpoint`); the policy is unchanged.
     """
     path = latest_checkpoint_path(directory)
     if path is None:

@@ -532,7 +532,10 @@ def inspect_export(path: str) -> Dict[str, Any]:
       },
       'train_step': _train_step(loaded),
       'metadata': _metadata(loaded),
-      'functions': sorted(k for k, v in children.items() if v == 'function'),
+      # Upstream's saver exports get_train_step and get_metadata as bare
+      # concrete functions; they are callable all the same.
+      'functions': sorted(k for k, v in children.items()
+                          if v in ('function', 'bare_concrete_function')),
       'signatures': signatures,
       'specs': read_specs(path, loaded),
       'files': files,

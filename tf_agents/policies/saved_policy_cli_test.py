@@ -1,8 +1,10 @@
 # coding=utf-8
 """Tests for tf_agents.policies.saved_policy_cli."""
 
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,14 +22,34 @@ from tf_agents.environments import tf_py_environment
 from tf_agents.networks import q_network
 from tf_agents.networks import q_rnn_network
 from tf_agents.policies import policy_saver
+from tf_agents.policies import py_tf_eager_policy
 from tf_agents.policies import saved_policy_cli
 
 _ENV = 'CartPole-v0'
 _PUSH_RIGHT = 1
 
 
+def _upstream_policy_saver():
+  """Upstream's `policy_saver` module, from the installed distribution.
+
+  This repository's `tf_agents.policies.policy_saver` shadows upstream's, so
+  upstream's file (next to `py_tf_eager_policy.py`, which this repository
+  does not own) is imported under another name.
+
+  Returns:
+    The module.
+  """
+  upstream_dir = os.path.dirname(py_tf_eager_policy.__file__)
+  path = os.path.join(upstream_dir, 'policy_saver.py')
+  assert os.path.realpath(path) != os.path.realpath(policy_saver.__file__)
+  spec = importlib.util.spec_from_file_location('upstream_policy_saver', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
 def _make_export(export_dir, network, train_step, metadata, constant_action,
-                 collect_policy=False):
+                 collect_policy=False, upstream_export_dir=None):
   """Exports a DQN greedy policy; optionally one that always picks an action.
 
   Args:
@@ -39,6 +61,8 @@ def _make_export(export_dir, network, train_step, metadata, constant_action,
       output layer (the only variable of shape [2]) makes the greedy policy
       always choose this action.
     collect_policy: Export the epsilon-greedy collect policy instead.
+    upstream_export_dir: If given, the same policy is also saved there with
+      upstream tf-agents' `PolicySaver`.
 
   Returns:
     The export's model variables' count.
@@ -59,12 +83,15 @@ def _make_export(export_dir, network, train_step, metadata, constant_action,
     for v in variables:
       v.assign(tf.zeros_like(v))
     output_biases[0].assign(tf.one_hot(constant_action, 2))
+  policy = agent.collect_policy if collect_policy else agent.policy
+  metadata = {k: tf.Variable(v) for k, v in metadata.items()}
   saver = policy_saver.PolicySaver(
-      agent.collect_policy if collect_policy else agent.policy,
-      train_step=agent.train_step_counter,
-      metadata={k: tf.Variable(v) for k, v in metadata.items()},
-  )
+      policy, train_step=agent.train_step_counter, metadata=metadata)
   saver.save(export_dir)
+  if upstream_export_dir is not None:
+    _upstream_policy_saver().PolicySaver(
+        policy, train_step=agent.train_step_counter, metadata=metadata
+    ).save(upstream_export_dir)
   return len(variables)
 
 
@@ -89,6 +116,7 @@ class _Exports(object):
     env = tf_py_environment.TFPyEnvironment(suite_gym.load(_ENV))
     obs_spec, action_spec = env.observation_spec(), env.action_spec()
     self.dense_dir = os.path.join(root, 'dense')
+    self.upstream_dense_dir = os.path.join(root, 'upstream_dense')
     self.dense_variables = _make_export(
         self.dense_dir,
         q_network.QNetwork(obs_spec, action_spec, fc_layer_params=(8,)),
@@ -97,7 +125,8 @@ class _Exports(object):
             'environment_steps': np.int64(42),
             'average_return': np.float32(1.5),
         },
-        constant_action=_PUSH_RIGHT)
+        constant_action=_PUSH_RIGHT,
+        upstream_export_dir=self.upstream_dense_dir)
     self.dense_b_dir = os.path.join(root, 'dense_b')
     _make_export(
         self.dense_b_dir,
@@ -372,6 +401,113 @@ class DiffTest(_ExportsTestCase):
     self.assertNotEmpty(result['variables']['only_in_b'])
 
 
+class UpstreamExportTest(_ExportsTestCase):
+  """Exports written by upstream tf-agents' own `PolicySaver`.
+
+  `upstream_dense_dir` holds the policy of `dense_dir` (same variables, train
+  step and metadata) saved by upstream's saver: written in place, without
+  `get_policy_specs`, a manifest or reference inputs.
+  """
+
+  def test_written_by_upstream(self):
+    self.assertFalse(os.path.islink(self.upstream_dense_dir))
+    names = os.listdir(self.upstream_dense_dir)
+    self.assertIn('saved_model.pb', names)
+    self.assertIn('policy_specs.pbtxt', names)
+    self.assertNotIn('export_manifest.json', names)
+    self.assertNotIn('reference_io.npz', names)
+    loaded = tf.saved_model.load(self.upstream_dense_dir)
+    self.assertFalse(hasattr(loaded, 'get_policy_specs'))
+    # Upstream keys get_train_step's output by dtype name.
+    self.assertIn('int64', loaded.signatures['get_train_step']())
+
+  def test_inspect(self):
+    result = saved_policy_cli.inspect_export(self.upstream_dense_dir)
+    ours = saved_policy_cli.inspect_export(self.dense_dir)
+    self.assertEqual(result['train_step'], 7)
+    self.assertEqual(result['metadata'],
+                     {'average_return': 1.5, 'environment_steps': 42})
+    # Specs from policy_specs.pbtxt, the same as ours from get_policy_specs.
+    self.assertEqual(result['specs'], ours['specs'])
+    self.assertNotIn('get_policy_specs', result['functions'])
+    self.assertContainsSubset(
+        ['action', 'get_initial_state', 'get_train_step', 'get_metadata'],
+        result['functions'])
+    self.assertEqual(result['signatures']['action'],
+                     ours['signatures']['action'])
+    self.assertEqual(
+        [o['name'] for o in result['signatures']['get_train_step']['outputs']],
+        ['int64'])
+    files = {f['path'] for f in result['files']}
+    self.assertNotIn('export_manifest.json', files)
+    self.assertIn('policy_specs.pbtxt', files)
+    text = saved_policy_cli.format_text('inspect', result)
+    self.assertIn('Train step: 7', text)
+
+  def test_eval(self):
+    options = saved_policy_cli.Options(env=_ENV, episodes=2, seed=3)
+    result = saved_policy_cli.evaluate_export(self.upstream_dense_dir,
+                                              options)
+    expected = _gym_returns_of_constant_action(_PUSH_RIGHT, [3, 4])
+    self.assertEqual(result['returns'], expected)
+    self.assertEqual(result['train_step'], 7)
+    ours = saved_policy_cli.evaluate_export(self.dense_dir, options)
+    self.assertEqual(result['returns'], ours['returns'])
+
+  def test_diff_against_ours(self):
+    result = saved_policy_cli.diff_exports(self.dense_dir,
+                                           self.upstream_dense_dir)
+    # Same policy: same variables, specs, train step and metadata ...
+    self.assertEqual(result['variables']['equal'], self.dense_variables)
+    self.assertEqual(result['variables']['changed'], [])
+    self.assertEqual(result['specs'], {})
+    self.assertEqual(result['train_step'], {'a': 7, 'b': 7, 'differs': False})
+    self.assertEqual(result['metadata'], {})
+    # ... but upstream keys get_train_step's and get_metadata's outputs by
+    # dtype name (fix 1 of policy_saver), so the signatures differ.
+    signatures = result['signatures']
+    self.assertEqual(signatures['only_in_a'], [])
+    self.assertEqual(signatures['only_in_b'], [])
+    self.assertNotIn('action', signatures['changed'])
+    self.assertEqual(
+        signatures['changed']['get_train_step']['outputs']['only_in_b'],
+        ['int64'])
+    self.assertEqual(
+        signatures['changed']['get_train_step']['outputs']['only_in_a'],
+        ['train_step'])
+    self.assertIn('get_metadata', signatures['changed'])
+    self.assertFalse(result['identical'])
+    self.assertIn('The exports are different.',
+                  saved_policy_cli.format_text('diff', result))
+
+  def test_verify(self):
+    result = saved_policy_cli.run_command(
+        'verify', [self.upstream_dense_dir], saved_policy_cli.Options())
+    # Nothing to check against (no manifest, no reference inputs), but it
+    # loads in a fresh process with the four signatures and no risky ops.
+    self.assertEqual(result['manifest'], 'absent')
+    self.assertEqual(result['replayed'], [])
+    self.assertEqual(result['risky_ops'], [])
+    self.assertEqual(result['problems'], [])
+    self.assertEqual(result['train_step'], 7)
+    self.assertTrue(result['ok'])
+    text = saved_policy_cli.format_text('verify', result)
+    self.assertIn('Manifest: absent', text)
+    self.assertIn('Replayed: (none)', text)
+    self.assertTrue(text.endswith('OK'), text)
+
+  def test_verify_catches_a_corrupted_upstream_export(self):
+    export_dir = os.path.join(self.create_tempdir().full_path, 'upstream')
+    shutil.copytree(self.upstream_dense_dir, export_dir)
+    os.remove(os.path.join(export_dir, 'saved_model.pb'))
+    with open(os.path.join(export_dir, 'saved_model.pb'), 'wb') as f:
+      f.write(b'not a SavedModel')
+    result = saved_policy_cli.run_command(
+        'verify', [export_dir], saved_policy_cli.Options())
+    self.assertFalse(result['ok'])
+    self.assertIn('saved_model.pb', result['problems'][0])
+
+
 class ErrorsTest(_ExportsTestCase):
 
   @parameterized.named_parameters(
@@ -477,6 +613,72 @@ class CommandLineTest(_ExportsTestCase):
     self.assertStartsWith(lines[0], 'saved_policy_cli: error: ')
     self.assertIn(message, lines[0])
     self.assertEqual(process.stdout, '')
+
+  def test_eval_json(self):
+    process = self._run('eval', self.dense_dir, '--episodes=2', '--seed=3',
+                        '--json')
+    self.assertEqual(process.returncode, 0, process.stderr)
+    result = json.loads(process.stdout)
+    self.assertEqual(result['seeds'], [3, 4])
+    self.assertEqual(result['returns'],
+                     _gym_returns_of_constant_action(_PUSH_RIGHT, [3, 4]))
+    self.assertEqual(result['train_step'], 7)
+
+  def test_convert_json(self):
+    output = os.path.join(self.create_tempdir().full_path, 'policy.tflite')
+    process = self._run('convert', self.dense_dir, '--to=tflite',
+                        '--output=' + output, '--json')
+    self.assertEqual(process.returncode, 0, process.stderr)
+    result = json.loads(process.stdout)
+    self.assertEqual(result['output'], output)
+    self.assertEqual(result['bytes'], os.path.getsize(output))
+    self.assertTrue(result['builtin_ops_only'])
+    self.assertIn('ARG_MAX', result['ops'])
+    with open(output, 'rb') as f:
+      self.assertEqual(f.read()[4:8], b'TFL3')
+
+  def test_diff_json(self):
+    process = self._run('diff', self.dense_dir, self.dense_b_dir, '--json')
+    # diff exits 0 whether or not the exports differ.
+    self.assertEqual(process.returncode, 0, process.stderr)
+    result = json.loads(process.stdout)
+    self.assertFalse(result['identical'])
+    self.assertEqual(result['train_step'], {'a': 7, 'b': 9, 'differs': True})
+    self.assertEqual(result['metadata'],
+                     {'average_return': {'a': 1.5, 'b': 2.5}})
+    self.assertNotEmpty(result['variables']['changed'])
+
+  def test_verify_json_of_upstream_export(self):
+    process = self._run('verify', self.upstream_dense_dir, '--json')
+    self.assertEqual(process.returncode, 0, process.stderr)
+    result = json.loads(process.stdout)
+    self.assertTrue(result['ok'])
+    self.assertEqual(result['manifest'], 'absent')
+    self.assertEqual(result['train_step'], 7)
+
+  @parameterized.named_parameters(('text', False), ('json', True))
+  def test_verify_of_corrupted_export_exits_1(self, as_json):
+    export_dir = os.path.join(self.create_tempdir().full_path, 'copy')
+    shutil.copytree(self.dense_dir, export_dir)  # Follows the link.
+    data = os.path.join(export_dir, 'variables',
+                        'variables.data-00000-of-00001')
+    with open(data, 'r+b') as f:
+      byte = f.read(1)
+      f.seek(0)
+      f.write(bytes([byte[0] ^ 0xFF]))
+    process = self._run('verify', export_dir, *(['--json'] if as_json else []))
+    self.assertEqual(process.returncode, 1, process.stderr)
+    self.assertNotIn('Traceback', process.stderr)
+    if as_json:
+      result = json.loads(process.stdout)
+      self.assertFalse(result['ok'])
+      self.assertEqual(result['manifest'], 'mismatch')
+      self.assertIn('variables/variables.data-00000-of-00001',
+                    result['problems'][0])
+    else:
+      self.assertIn('Manifest: mismatch', process.stdout)
+      self.assertIn('variables/variables.data-00000-of-00001', process.stdout)
+      self.assertEqual(process.stdout.strip().splitlines()[-1], 'FAILED')
 
   def test_error_with_json(self):
     process = self._run('inspect', self.missing_dir, '--json')

@@ -12,8 +12,10 @@ from tf_agents.drivers import py_driver
 from tf_agents.environments import py_environment
 from tf_agents.networks import q_network
 from tf_agents.networks import q_rnn_network
+from tf_agents.policies import export_errors
 from tf_agents.policies import greedy_policy
 from tf_agents.policies import policy_saver
+from tf_agents.policies import policy_saver_test_utils as test_utils
 from tf_agents.policies import py_tf_eager_policy
 from tf_agents.policies import q_policy
 from tf_agents.policies import saved_policy
@@ -89,6 +91,19 @@ def _copy_variables(source, destination):
   for name in tf.io.gfile.listdir(os.path.join(source, 'variables')):
     tf.io.gfile.copy(os.path.join(source, 'variables', name),
                      os.path.join(target, name))
+
+
+_BAD_EXPORT_CASES = (
+    ('missing_path', 'missing_path'),
+    ('not_an_export', 'not_an_export'),
+    ('incomplete', 'incomplete'),
+    ('truncated_saved_model_pb', 'truncated_saved_model_pb'),
+    ('garbled_policy_specs', 'garbled_policy_specs'),
+    ('truncated_variables', 'truncated_variables'),
+    ('flipped_variables', 'flipped_variables'),
+    ('truncated_variables_index', 'truncated_variables_index'),
+    ('manifest_mismatch', 'manifest_mismatch'),
+)
 
 
 class _CountingEnv(py_environment.PyEnvironment):
@@ -457,6 +472,104 @@ class SavedPolicyTest(tf.test.TestCase, parameterized.TestCase):
         good._replace(observation=good.observation.astype(np.float64)), state)
     self.assertEqual(step.action.shape, (2,))
 
+  def _assert_one_line_error(self, context, path, filename):
+    message = str(context.exception)
+    self.assertNotIn('\n', message)
+    self.assertIn(path, message)
+    if filename:
+      self.assertIn(filename, message)
+
+  @parameterized.named_parameters(*_BAD_EXPORT_CASES)
+  def test_bad_export_raises_export_error(self, case):
+    path, _ = self._export(_make_policy('mlp'))
+    error, filename = test_utils.damage_export(case, path)
+    with self.assertRaises(error) as context:
+      saved_policy.SavedPolicy(path, backend='saved_model')
+    self._assert_one_line_error(context, path, filename)
+
+  def test_export_without_manifest_loads(self):
+    policy = _make_policy('mlp')
+    path, _ = self._export(policy)
+    test_utils.remove_manifest(path)
+    loaded = saved_policy.SavedPolicy(path, backend='saved_model')
+    time_step = _time_steps(np.random.RandomState(2), batch_size=8)
+    self.assertAllEqual(loaded.action(time_step).action,
+                        self._reference_actions(policy, time_step).action)
+
+  @parameterized.named_parameters(*[
+      c for c in _BAD_EXPORT_CASES if c[0] not in ('truncated_saved_model_pb',
+                                                   'garbled_policy_specs')
+  ])
+  def test_bad_checkpoint_raises_and_keeps_variables(self, case):
+    policy = _make_policy('mlp', seed=0)
+    path, saver = self._export(policy)
+    loaded = saved_policy.SavedPolicy(path, backend='saved_model')
+    time_step = _time_steps(np.random.RandomState(5), batch_size=64)
+    before = loaded.action(time_step).action
+    _set_weights(policy.wrapped_policy._q_network, seed=8)  # pylint: disable=protected-access
+    checkpoint = os.path.join(self.get_temp_dir(), 'policy_checkpoint_0008')
+    saver.save_checkpoint(checkpoint)
+    if case == 'not_an_export':
+      case = 'not_a_checkpoint'
+      tf.io.gfile.rmtree(os.path.join(checkpoint, 'variables'))
+      test_utils.remove_manifest(checkpoint)
+      error, filename = (export_errors.NotAnExportError,
+                         'variables/variables.index')
+    else:
+      error, filename = test_utils.damage_export(case, checkpoint)
+    with self.assertRaises(error) as context:
+      loaded.update_from_checkpoint(checkpoint)
+    self._assert_one_line_error(context, checkpoint, filename)
+    self.assertAllEqual(loaded.action(time_step).action, before)
+    with self.assertRaises(error) as context:
+      saved_policy.SavedPolicy(path, checkpoint_path=checkpoint,
+                               backend='saved_model')
+    self._assert_one_line_error(context, checkpoint, filename)
+
+  def test_update_from_directory_raises_for_garbled_checkpoint(self):
+    policy = _make_policy('mlp', seed=0)
+    path, saver = self._export(policy)
+    loaded = saved_policy.SavedPolicy(path, backend='saved_model')
+    time_step = _time_steps(np.random.RandomState(5), batch_size=64)
+    before = loaded.action(time_step).action
+    directory = os.path.join(self.get_temp_dir(), 'checkpoints')
+    _set_weights(policy.wrapped_policy._q_network, seed=8)  # pylint: disable=protected-access
+    checkpoint = os.path.join(directory, 'policy_checkpoint_0000000008')
+    saver.save_checkpoint(checkpoint)
+    test_utils.flip_bit(checkpoint, test_utils.VARIABLES_DATA_FILE)
+    with self.assertRaises(export_errors.ManifestMismatchError) as context:
+      loaded.update_from_directory(directory)
+    self._assert_one_line_error(
+        context, checkpoint, test_utils.VARIABLES_DATA_FILE)
+    self.assertAllEqual(loaded.action(time_step).action, before)
+
+  @parameterized.named_parameters(
+      ('wrong_dtype', 'step_type', np.zeros((2,), np.float32),
+       r'^time_step/step_type does not match the policy spec: expected shape '
+       r'\(\) .*dtype int32; got shape \(2,\) and dtype float32\.$'),
+      ('wrong_shape', 'observation', np.zeros((2, 3), np.float32),
+       r'^time_step/observation does not match the policy spec: expected '
+       r'shape \(4,\) .*dtype float32; got shape \(2, 3\) and dtype '
+       r'float32\.$'),
+      ('wrong_rank', 'observation', np.zeros((2, 1, 4), np.float32),
+       r'^time_step/observation .*expected shape \(4,\).*got shape '
+       r'\(2, 1, 4\)'),
+      ('not_an_array', 'reward', 'high',
+       r'^time_step/reward .*dtype float32; got shape \(\) and dtype '),
+  )
+  def test_time_step_mismatch_error_type(self, field, value, regex):
+    path, _ = self._export(_make_policy('mlp'))
+    loaded = saved_policy.SavedPolicy(path, backend='saved_model')
+    good = _time_steps(np.random.RandomState(0), batch_size=2)
+    with self.assertRaisesRegex(
+        export_errors.TimeStepMismatchError, regex) as context:
+      loaded.action(good._replace(**{field: value}))
+    self.assertIsInstance(context.exception, ValueError)
+    self.assertNotIn('\n', str(context.exception))
+    with self.assertRaisesRegex(export_errors.TimeStepMismatchError,
+                                'time_step does not have the structure'):
+      loaded.action(good.observation)
+
   @parameterized.named_parameters(
       ('nested_observation', 'nested', True),
       ('nested_observation_spec_names', 'nested', False),
@@ -513,6 +626,11 @@ class SavedPolicyTest(tf.test.TestCase, parameterized.TestCase):
     with self.assertRaisesRegex(ValueError,
                                 'time_step/step_type.*action signature'):
       saved_policy.SavedPolicy(path)
+    with self.assertRaises(saved_policy.ExportSignatureError) as context:
+      saved_policy.SavedPolicy(path)
+    self.assertIsInstance(context.exception, export_errors.ExportError)
+    self.assertNotIn('\n', str(context.exception))
+    self.assertIn(path, str(context.exception))
 
   def test_saved_model_backend_falls_back_to_loaded_signature(self):
     policy = _make_policy('rnn')
@@ -574,6 +692,8 @@ class SavedPolicyTest(tf.test.TestCase, parameterized.TestCase):
     model, _ = policy_saver.convert_action_to_tflite(other_path)
     policy = _make_policy('mlp', seed=0)
     path, _ = self._export(policy)
+    # A file added after the save is not in the integrity manifest.
+    test_utils.remove_manifest(path)
     with tf.io.gfile.GFile(
         os.path.join(path, 'assets', saved_policy.TFLITE_MODEL_FILENAME),
         'wb') as f:

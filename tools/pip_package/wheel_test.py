@@ -195,13 +195,25 @@ class WheelTest(parameterized.TestCase, tf.test.TestCase):
 
   def test_console_script_ships_with_its_module(self):
     files = _contents(FLAGS.wheel)
+    module = "tf_agents/policies/saved_policy_cli.py"
     entry_points = _DIST_INFO + "/entry_points.txt"
-    if "tf_agents/policies/saved_policy_cli.py" in files:
-      self.assertEqual(
-          files[entry_points].decode(), "[console_scripts]\n"
-          "saved_policy_cli = tf_agents.policies.saved_policy_cli:run\n")
-    else:
-      self.assertNotIn(entry_points, files)
+    # Both must ship: the console script's module and its entry point.
+    self.assertIn(module, files)
+    self.assertIn(module, _overlays())
+    self.assertEqual(files[module], _read(module))
+    self.assertIn(b"def run()", files[module])
+    self.assertIn(entry_points, files)
+    self.assertEqual(
+        files[entry_points].decode(), "[console_scripts]\n"
+        "saved_policy_cli = tf_agents.policies.saved_policy_cli:run\n")
+    # The modules the CLI imports that upstream lacks ship too.
+    for needed in ("tf_agents/policies/export_verify.py",
+                   "tf_agents/policies/export_errors.py",
+                   "tf_agents/policies/export_publish.py"):
+      self.assertIn(needed, files)
+    # The upstream-only repackaging has no console script.
+    self.assertNotIn("tf_agents-0.19.0.dist-info/entry_points.txt",
+                     _contents(FLAGS.upstream_wheel))
 
   def test_upstream_wheel_is_the_installed_distribution(self):
     files = _contents(FLAGS.upstream_wheel)
