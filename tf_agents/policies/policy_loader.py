@@ -43,6 +43,7 @@ from typing import Optional, Text
 
 import tensorflow as tf
 
+from tf_agents.policies import export_verify
 from tf_agents.policies import policy_saver  # pylint: disable=unused-import
 from tf_agents.policies import py_tf_eager_policy  # pylint: disable=unused-import
 from tf_agents.policies import saved_policy
@@ -146,7 +147,7 @@ def materialize_saved_model(
   # Restore the checkpoint into the export's own objects, then write them
   # with the export's object as the checkpoint root, which is the layout
   # `tf.saved_model.load` reads.
-  loaded = saved_policy.load_export(saved_model_path)
+  loaded = export_verify.load_checked(saved_model_path)
   saved_policy.restore_checkpoint(loaded, checkpoint_path)
   tf.io.gfile.makedirs(output_path)
   for child in tf.io.gfile.listdir(saved_model_path):

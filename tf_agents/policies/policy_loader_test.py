@@ -208,13 +208,6 @@ class PolicyLoaderTest(tf.test.TestCase, parameterized.TestCase):
     self.assertTrue(tf.io.gfile.exists(
         os.path.join(output, policy_saver.POLICY_SPECS_PBTXT)))
 
-  def _assert_one_line_error(self, context, path, filename):
-    message = str(context.exception)
-    self.assertNotIn('\n', message)
-    self.assertIn(path, message)
-    if filename:
-      self.assertIn(filename, message)
-
   @parameterized.named_parameters(*_EXPORT_CASES)
   def test_load_bad_export(self, case):
     path, saver, _, _, _ = self._export('local')
@@ -223,11 +216,13 @@ class PolicyLoaderTest(tf.test.TestCase, parameterized.TestCase):
     error, filename = test_utils.damage_export(case, path)
     with self.assertRaises(error) as context:
       policy_loader.load(path)
-    self._assert_one_line_error(context, path, filename)
+    test_utils.assert_one_line_error(
+        self, context.exception, path, filename)
     output = os.path.join(self.get_temp_dir(), 'materialized')
     with self.assertRaises(error) as context:
       policy_loader.materialize_saved_model(path, checkpoint, output)
-    self._assert_one_line_error(context, path, filename)
+    test_utils.assert_one_line_error(
+        self, context.exception, path, filename)
 
   @parameterized.named_parameters(*_CHECKPOINT_CASES)
   def test_load_bad_checkpoint(self, case):
@@ -237,11 +232,13 @@ class PolicyLoaderTest(tf.test.TestCase, parameterized.TestCase):
     error, filename = test_utils.damage_export(case, checkpoint)
     with self.assertRaises(error) as context:
       policy_loader.load(path, checkpoint)
-    self._assert_one_line_error(context, checkpoint, filename)
+    test_utils.assert_one_line_error(
+        self, context.exception, checkpoint, filename)
     output = os.path.join(self.get_temp_dir(), 'materialized')
     with self.assertRaises(error) as context:
       policy_loader.materialize_saved_model(path, checkpoint, output)
-    self._assert_one_line_error(context, checkpoint, filename)
+    test_utils.assert_one_line_error(
+        self, context.exception, checkpoint, filename)
 
   def test_load_export_without_manifest(self):
     path, saver, policy, network, _ = self._export('ram')

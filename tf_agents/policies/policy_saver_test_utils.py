@@ -289,3 +289,13 @@ def damage_export(case: str, path: str) -> Any:
     flip_bit(path, VARIABLES_DATA_FILE)
     return export_errors.ManifestMismatchError, VARIABLES_DATA_FILE
   raise ValueError('Unknown damage case: {!r}'.format(case))
+
+
+def assert_one_line_error(test_case: tf.test.TestCase, error: Exception,
+                          path: str, filename: Any) -> None:
+  """Asserts `error`'s message is one line naming `path` and `filename`."""
+  message = str(error)
+  test_case.assertNotIn('\n', message)
+  test_case.assertIn(path, message)
+  if filename:
+    test_case.assertIn(filename, message)

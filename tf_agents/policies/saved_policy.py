@@ -135,30 +135,6 @@ def _one_line(error: BaseException) -> Text:
   return '{}: {}'.format(type(error).__name__, lines[0][:300] if lines else '')
 
 
-def load_export(export_dir: Text) -> Any:
-  """Loads an export with `tf.saved_model.load`, raising `export_errors`.
-
-  Checks the path, the completion marker and integrity manifest (exports of
-  this repository's saver), `saved_model.pb` and `policy_specs.pbtxt` first
-  (`export_verify.load_checked`); exports without a manifest (e.g. written
-  by upstream's saver) get every check but the manifest's.
-
-  Args:
-    export_dir: A directory written by `PolicySaver.save`.
-
-  Returns:
-    The loaded object.
-
-  Raises:
-    ExportNotFoundError: `export_dir` does not exist.
-    NotAnExportError: It is not a (complete) export.
-    ManifestMismatchError: A file does not match the manifest.
-    CorruptExportError: A file is truncated or garbled (the one-line message
-      names it when it can be told).
-  """
-  return export_verify.load_checked(export_dir)
-
-
 def check_checkpoint(checkpoint_path: Text) -> None:
   """Checks that `checkpoint_path` is a complete checkpoint or export.
 
@@ -791,7 +767,7 @@ class SavedPolicy(py_policy.PyPolicy):
     self._requested_backend = backend
     self._num_threads = num_threads
     self._export_dir = export_dir
-    self._loaded = load_export(export_dir)
+    self._loaded = export_verify.load_checked(export_dir)
     specs = load_specs(export_dir, self._loaded)
     super(SavedPolicy, self).__init__(
         specs['time_step_spec'],

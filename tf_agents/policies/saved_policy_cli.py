@@ -52,11 +52,14 @@ import tempfile
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-# A native INFO line (`I1125 16:00:00.000000 123 port.cc:153] ...`) or absl's
-# preamble to the lines it writes before its logging is initialized.
+# A native INFO line (`I1125 16:00:00.000000 123 port.cc:153] ...`), absl's
+# preamble to the lines it writes before its logging is initialized, or the
+# error a GPU build of TensorFlow logs when it finds no usable GPU (it then
+# runs on the CPU, as this tool does everywhere else).
 _NATIVE_INFO_LINE = re.compile(
     r'I\d{4} [\d:.]+ +\d+ [^ ]+:\d+\] '
-    r'|WARNING: All log messages before absl::InitializeLog\(\) is called')
+    r'|WARNING: All log messages before absl::InitializeLog\(\) is called'
+    r'|E\d{4} [\d:.]+ +\d+ cuda_[a-z_]+\.cc:\d+\] failed call to cuInit')
 
 
 @contextlib.contextmanager
@@ -109,6 +112,8 @@ from absl import logging
 import numpy as np
 with _native_info_lines_dropped():
   import tensorflow as tf
+  # Finds the devices while stderr is held (see _NATIVE_INFO_LINE).
+  tf.config.list_physical_devices()
 
 from tensorflow.core.protobuf import saved_model_pb2
 from google.protobuf import message as protobuf_message

@@ -472,20 +472,14 @@ class SavedPolicyTest(tf.test.TestCase, parameterized.TestCase):
         good._replace(observation=good.observation.astype(np.float64)), state)
     self.assertEqual(step.action.shape, (2,))
 
-  def _assert_one_line_error(self, context, path, filename):
-    message = str(context.exception)
-    self.assertNotIn('\n', message)
-    self.assertIn(path, message)
-    if filename:
-      self.assertIn(filename, message)
-
   @parameterized.named_parameters(*_BAD_EXPORT_CASES)
   def test_bad_export_raises_export_error(self, case):
     path, _ = self._export(_make_policy('mlp'))
     error, filename = test_utils.damage_export(case, path)
     with self.assertRaises(error) as context:
       saved_policy.SavedPolicy(path, backend='saved_model')
-    self._assert_one_line_error(context, path, filename)
+    test_utils.assert_one_line_error(
+        self, context.exception, path, filename)
 
   def test_export_without_manifest_loads(self):
     policy = _make_policy('mlp')
@@ -519,12 +513,14 @@ class SavedPolicyTest(tf.test.TestCase, parameterized.TestCase):
       error, filename = test_utils.damage_export(case, checkpoint)
     with self.assertRaises(error) as context:
       loaded.update_from_checkpoint(checkpoint)
-    self._assert_one_line_error(context, checkpoint, filename)
+    test_utils.assert_one_line_error(
+        self, context.exception, checkpoint, filename)
     self.assertAllEqual(loaded.action(time_step).action, before)
     with self.assertRaises(error) as context:
       saved_policy.SavedPolicy(path, checkpoint_path=checkpoint,
                                backend='saved_model')
-    self._assert_one_line_error(context, checkpoint, filename)
+    test_utils.assert_one_line_error(
+        self, context.exception, checkpoint, filename)
 
   def test_update_from_directory_raises_for_garbled_checkpoint(self):
     policy = _make_policy('mlp', seed=0)
@@ -539,8 +535,8 @@ class SavedPolicyTest(tf.test.TestCase, parameterized.TestCase):
     test_utils.flip_bit(checkpoint, test_utils.VARIABLES_DATA_FILE)
     with self.assertRaises(export_errors.ManifestMismatchError) as context:
       loaded.update_from_directory(directory)
-    self._assert_one_line_error(
-        context, checkpoint, test_utils.VARIABLES_DATA_FILE)
+    test_utils.assert_one_line_error(
+        self, context.exception, checkpoint, test_utils.VARIABLES_DATA_FILE)
     self.assertAllEqual(loaded.action(time_step).action, before)
 
   @parameterized.named_parameters(
