@@ -7,6 +7,8 @@ with a one-line message naming the file or field at fault, instead of a
 TensorFlow stack dump.
 """
 
+from typing import Text
+
 
 class ExportError(Exception):
   """Base class of the errors raised for policy exports."""
@@ -34,3 +36,22 @@ class ExportWriteError(ExportError):
 
 class TimeStepMismatchError(ExportError, ValueError):
   """A time step has the wrong dtype or shape for the export."""
+
+
+class ExportSignatureError(ExportError, ValueError):
+  """The export's signatures do not match its specs, so it cannot be run."""
+
+
+def one_line(error: BaseException, limit: int = 300) -> Text:
+  """`Type: first line of the message` (at most `limit` characters of it).
+
+  Args:
+    error: The exception to describe, usually one raised by TensorFlow.
+    limit: How many characters of its first line to keep.
+
+  Returns:
+    A one-line description for a one-line error message.
+  """
+  lines = [l.strip() for l in str(error).splitlines() if l.strip()]
+  first = lines[0][:limit] if lines else ''
+  return '{}: {}'.format(type(error).__name__, first)

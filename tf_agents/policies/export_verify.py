@@ -103,11 +103,6 @@ def check_is_export(export_dir: Text) -> None:
     )
 
 
-def _one_line(error: BaseException) -> Text:
-  lines = [l.strip() for l in str(error).splitlines() if l.strip()]
-  return '{}: {}'.format(type(error).__name__, lines[0] if lines else '')
-
-
 def load_checked(export_dir: Text) -> Any:
   """`tf.saved_model.load` with this package's errors for bad exports.
 
@@ -137,7 +132,7 @@ def load_checked(export_dir: Text) -> Any:
     except Exception as e:  # pylint: disable=broad-except
       raise export_errors.CorruptExportError(
           '{}: cannot parse policy_specs.pbtxt ({}).'.format(
-              export_dir, _one_line(e)
+              export_dir, export_errors.one_line(e)
           )
       ) from e
   try:
@@ -145,7 +140,8 @@ def load_checked(export_dir: Text) -> Any:
   except Exception as e:  # pylint: disable=broad-except
     problem = variables_problem(export_dir)
     if problem is None:
-      problem = 'cannot load saved_model.pb ({})'.format(_one_line(e)[:300])
+      problem = 'cannot load saved_model.pb ({})'.format(
+          export_errors.one_line(e))
     raise export_errors.CorruptExportError(
         '{}: {}.'.format(export_dir, problem)
     ) from e
@@ -180,7 +176,8 @@ def variables_problem(directory: Text) -> Optional[Text]:
     names = sorted(reader.get_variable_to_shape_map())
   except Exception as e:  # pylint: disable=broad-except
     # TF's checkpoint reader raises several unrelated types.
-    return 'cannot read {} ({})'.format(index, _one_line(e)[:200])
+    return 'cannot read {} ({})'.format(
+        index, export_errors.one_line(e, limit=200))
   try:
     for name in names:
       reader.get_tensor(name)
@@ -191,7 +188,7 @@ def variables_problem(directory: Text) -> Optional[Text]:
     )
     return 'cannot read {} ({})'.format(
         ', '.join(shards) or 'variables/variables.data-*',
-        _one_line(e)[:200],
+        export_errors.one_line(e, limit=200),
     )
   return None
 

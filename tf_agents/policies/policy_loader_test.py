@@ -57,16 +57,6 @@ def _time_steps(batch_size=32):
   )
 
 
-_EXPORT_CASES = (
-    ('missing_path', 'missing_path'),
-    ('not_an_export', 'not_an_export'),
-    ('incomplete', 'incomplete'),
-    ('truncated_saved_model_pb', 'truncated_saved_model_pb'),
-    ('garbled_policy_specs', 'garbled_policy_specs'),
-    ('truncated_variables', 'truncated_variables'),
-    ('flipped_variables', 'flipped_variables'),
-    ('manifest_mismatch', 'manifest_mismatch'),
-)
 _CHECKPOINT_CASES = (
     ('missing_path', 'missing_path'),
     ('not_a_checkpoint', 'not_a_checkpoint'),
@@ -208,7 +198,7 @@ class PolicyLoaderTest(tf.test.TestCase, parameterized.TestCase):
     self.assertTrue(tf.io.gfile.exists(
         os.path.join(output, policy_saver.POLICY_SPECS_PBTXT)))
 
-  @parameterized.named_parameters(*_EXPORT_CASES)
+  @parameterized.named_parameters(*test_utils.EXPORT_DAMAGE_CASES)
   def test_load_bad_export(self, case):
     path, saver, _, _, _ = self._export('local')
     checkpoint = os.path.join(self.get_temp_dir(), 'checkpoint')

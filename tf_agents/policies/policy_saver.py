@@ -470,17 +470,12 @@ class PolicySaver(object):
   """
 
   def __init__(
-      self,
-      policy: tf_policy.TFPolicy,
-      batch_size: Optional[int] = None,
-      use_nest_path_signatures: bool = True,
-      seed: Optional[types.Seed] = None,
+      self, policy: tf_policy.TFPolicy, batch_size: Optional[int] = None,
+      use_nest_path_signatures: bool = True, seed: Optional[types.Seed] = None,
       train_step: Optional[tf.Variable] = None,
       input_fn_and_spec: Optional[InputFnAndSpecType] = None,
-      metadata: Optional[Dict[Text, tf.Variable]] = None,
-      *,
-      include_distribution: bool = True,
-  ):
+      metadata: Optional[Dict[Text, tf.Variable]] = None, *,
+      include_distribution: bool = True):
     """Builds the functions and signatures to export for `policy`.
 
     Args:
@@ -990,12 +985,8 @@ class PolicySaver(object):
       )
 
   def register_function(
-      self,
-      name: str,
-      fn: InputFnType,
-      input_spec: types.NestedTensorSpec,
-      outer_dims: Sequence[Optional[int]] = (None,),
-  ) -> None:
+      self, name: str, fn: InputFnType, input_spec: types.NestedTensorSpec,
+      outer_dims: Sequence[Optional[int]] = (None,)) -> None:
     """Adds `fn` to the export as attribute `name`.
 
     Args:

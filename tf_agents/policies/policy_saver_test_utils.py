@@ -228,6 +228,13 @@ def flip_bit(path: str, name: str) -> None:
     f.write(bytes(data))
 
 
+# `damage_export` cases for an export, as `parameterized.named_parameters`.
+EXPORT_DAMAGE_CASES = tuple((case, case) for case in (
+    'missing_path', 'not_an_export', 'incomplete', 'truncated_saved_model_pb',
+    'garbled_policy_specs', 'truncated_variables', 'flipped_variables',
+    'truncated_variables_index', 'manifest_mismatch'))
+
+
 def damage_export(case: str, path: str) -> Any:
   """Damages the export or checkpoint at `path` in the way `case` names.
 

@@ -122,19 +122,6 @@ _COMPLETE_MARKER = export_publish.COMPLETE_MARKER
 _PROBE_SEED = 12345
 
 
-class ExportSignatureError(export_errors.ExportError, ValueError):
-  """The export's signatures do not match its specs, so it cannot be run.
-
-  A `ValueError` too, as `SavedPolicy` raised before it had this type.
-  """
-
-
-def _one_line(error: BaseException) -> Text:
-  """`Type: first line of the message`, for one-line error messages."""
-  lines = [l.strip() for l in str(error).splitlines() if l.strip()]
-  return '{}: {}'.format(type(error).__name__, lines[0][:300] if lines else '')
-
-
 def check_checkpoint(checkpoint_path: Text) -> None:
   """Checks that `checkpoint_path` is a complete checkpoint or export.
 
@@ -216,7 +203,7 @@ def load_specs(export_dir: Text, loaded: Any = None) -> Dict[Text, Any]:
     # Parsing and spec conversion raise many unrelated types.
     raise export_errors.CorruptExportError(
         '{}: cannot read the policy specs from {} ({}).'.format(
-            export_dir, source, _one_line(e)
+            export_dir, source, export_errors.one_line(e)
         )
     ) from e
 
@@ -320,7 +307,7 @@ def restore_checkpoint(loaded: Any, checkpoint_path: Text) -> None:
         raise
       raise export_errors.CorruptExportError(
           '{}: cannot read the variables ({}).'.format(
-              checkpoint_path, _one_line(e)
+              checkpoint_path, export_errors.one_line(e)
           )
       ) from e
   raise ValueError(
@@ -779,7 +766,7 @@ class SavedPolicy(py_policy.PyPolicy):
     try:
       self._setup_signatures()
     except ValueError as e:
-      raise ExportSignatureError(
+      raise export_errors.ExportSignatureError(
           '{}: {}'.format(export_dir, ' '.join(str(e).split()))
       ) from e
     self._train_step_from_last_restored_checkpoint_path = None

@@ -93,17 +93,6 @@ def _copy_variables(source, destination):
                      os.path.join(target, name))
 
 
-_BAD_EXPORT_CASES = (
-    ('missing_path', 'missing_path'),
-    ('not_an_export', 'not_an_export'),
-    ('incomplete', 'incomplete'),
-    ('truncated_saved_model_pb', 'truncated_saved_model_pb'),
-    ('garbled_policy_specs', 'garbled_policy_specs'),
-    ('truncated_variables', 'truncated_variables'),
-    ('flipped_variables', 'flipped_variables'),
-    ('truncated_variables_index', 'truncated_variables_index'),
-    ('manifest_mismatch', 'manifest_mismatch'),
-)
 
 
 class _CountingEnv(py_environment.PyEnvironment):
@@ -472,7 +461,7 @@ class SavedPolicyTest(tf.test.TestCase, parameterized.TestCase):
         good._replace(observation=good.observation.astype(np.float64)), state)
     self.assertEqual(step.action.shape, (2,))
 
-  @parameterized.named_parameters(*_BAD_EXPORT_CASES)
+  @parameterized.named_parameters(*test_utils.EXPORT_DAMAGE_CASES)
   def test_bad_export_raises_export_error(self, case):
     path, _ = self._export(_make_policy('mlp'))
     error, filename = test_utils.damage_export(case, path)
@@ -491,8 +480,8 @@ class SavedPolicyTest(tf.test.TestCase, parameterized.TestCase):
                         self._reference_actions(policy, time_step).action)
 
   @parameterized.named_parameters(*[
-      c for c in _BAD_EXPORT_CASES if c[0] not in ('truncated_saved_model_pb',
-                                                   'garbled_policy_specs')
+      c for c in test_utils.EXPORT_DAMAGE_CASES
+      if c[0] not in ('truncated_saved_model_pb', 'garbled_policy_specs')
   ])
   def test_bad_checkpoint_raises_and_keeps_variables(self, case):
     policy = _make_policy('mlp', seed=0)
@@ -622,7 +611,7 @@ class SavedPolicyTest(tf.test.TestCase, parameterized.TestCase):
     with self.assertRaisesRegex(ValueError,
                                 'time_step/step_type.*action signature'):
       saved_policy.SavedPolicy(path)
-    with self.assertRaises(saved_policy.ExportSignatureError) as context:
+    with self.assertRaises(export_errors.ExportSignatureError) as context:
       saved_policy.SavedPolicy(path)
     self.assertIsInstance(context.exception, export_errors.ExportError)
     self.assertNotIn('\n', str(context.exception))
