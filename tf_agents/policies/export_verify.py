@@ -4,7 +4,9 @@
 New module (upstream has no counterpart). `verify(export_dir)`:
 
 1. checks every file against the export's integrity manifest
-   (`export_manifest.json`, see `export_publish`);
+   (`export_manifest.json`, see `export_publish`) and reads every tensor of
+   the variables, which checks the CRC32C that TensorFlow stores for each in
+   `variables/variables.index` (the manifest checks the data shards by size);
 2. lists graph ops of the exported functions that touch the file system or
    run Python (`ReadFile`, `WriteFile`, `MatchingFiles`, `PyFunc`,
    `EagerPyFunc`, ...); the checkpoint save/restore functions TensorFlow adds
@@ -64,7 +66,8 @@ class VerifyReport:
 
   Attributes:
     export_dir: The export checked.
-    manifest: 'ok', or 'absent' for an export without a manifest.
+    manifest: 'ok', 'mismatch' (a file or a tensor fails its check), or
+      'absent' for an export without a manifest.
     risky_ops: `(function name, op type)` pairs found in the graph.
     replayed: Names of the signatures whose recorded outputs were replayed.
     train_step: The train step of the loaded export, or None.
@@ -252,11 +255,15 @@ def reference_io_bytes(
 ) -> bytes:
   """Records inputs and outputs of the flat `action` signature at save time.
 
-  The inputs are zeros (batch of `batch_size` or 2). Outputs are recorded
-  only if two calls agree (a stochastic policy's are not replayable).
+  The inputs are zeros, every unknown dimension (the batch) being
+  `batch_size` or 1: the smallest batch keeps the first call's memory and
+  the file small. As zeros they are not stored: the file holds the input
+  keys (`inputs`), that dimension (`unknown_dim`) and the outputs
+  (`out/<key>`), recorded only if two calls agree (a stochastic policy's
+  are not replayable).
 
   Args:
-    function: The flat `action` `tf.function` (positional inputs).
+    function: The flat `action` function (positional inputs).
     input_specs: Its input signature.
     input_keys: The keys of those inputs in the saved signature.
     batch_size: The export's fixed batch size, or None.
@@ -265,16 +272,19 @@ def reference_io_bytes(
     The `.npz` file content (no pickled objects), or b'' when the inputs are
     not all numeric.
   """
-  arrays = {}
+  unknown_dim = batch_size or 1
+  arrays = {
+      'inputs': np.array(sorted(input_keys), dtype=np.str_),
+      'unknown_dim': np.int64(unknown_dim),
+  }
   feed = []
-  for key, spec in zip(input_keys, input_specs):
+  for spec in input_specs:
     if not (spec.dtype.is_floating or spec.dtype.is_integer or
             spec.dtype.is_bool):
       return b''
-    shape = [d if d is not None else (batch_size or 2)
+    shape = [d if d is not None else unknown_dim
              for d in spec.shape.as_list()]
     feed.append(tf.zeros(shape, spec.dtype))
-    arrays['in/' + key] = feed[-1].numpy()
   first = function(*feed)
   second = function(*feed)
   for key in first:
@@ -283,7 +293,7 @@ def reference_io_bytes(
       continue
     arrays['out/' + key] = a
   buffer = io.BytesIO()
-  np.savez(buffer, **arrays)
+  np.savez_compressed(buffer, **arrays)
   return buffer.getvalue()
 
 
@@ -318,9 +328,18 @@ _FRESH_SCRIPT = textwrap.dedent("""
         data = np.load(io.BytesIO(f.read()), allow_pickle=False)
       action = loaded.signatures['action']
       _, inputs = action.structured_input_signature
-      feed = {k[3:]: tf.constant(data[k]) for k in data.files
-              if k.startswith('in/')}
-      if sorted(feed) != sorted(inputs):
+      if 'inputs' in data.files:  # Zeros, not stored.
+        fill = int(data['unknown_dim'])
+        feed = {k: tf.zeros([fill if d is None else d
+                             for d in inputs[k].shape.as_list()],
+                            inputs[k].dtype)
+                for k in data['inputs'].tolist() if k in inputs}
+        recorded = data['inputs'].tolist()
+      else:  # Written by an earlier version: the inputs themselves.
+        feed = {k[3:]: tf.constant(data[k]) for k in data.files
+                if k.startswith('in/')}
+        recorded = list(feed)
+      if sorted(recorded) != sorted(inputs):
         problems.append('reference inputs do not match the action signature')
       else:
         outputs = action(**feed)
@@ -394,6 +413,10 @@ def verify(
   report = VerifyReport(export_dir=export_dir)
   try:
     if export_publish.check_manifest(export_dir) is not None:
+      problem = variables_problem(export_dir)
+      if problem is not None:
+        raise export_errors.ManifestMismatchError(
+            '{}: {}.'.format(export_dir, problem))
       report.manifest = 'ok'
   except export_errors.ExportError as e:
     report.manifest = 'mismatch'

@@ -1,6 +1,7 @@
 # coding=utf-8
 """Tests for export_verify and the `saved_policy_cli verify` command."""
 
+import hashlib
 import io
 import json
 import os
@@ -40,11 +41,15 @@ def _change_reference_outputs(export_dir):
   assert outputs, arrays.keys()
   for key in outputs:
     arrays[key] = arrays[key] + np.ones_like(arrays[key])
+  _write_npz(path, arrays)
+  return sorted(k[len('out/'):] for k in outputs)
+
+
+def _write_npz(path, arrays):
   buffer = io.BytesIO()
   np.savez(buffer, **arrays)
   with open(path, 'wb') as f:
     f.write(buffer.getvalue())
-  return sorted(k[len('out/'):] for k in outputs)
 
 
 def _planted_write_file(path):
@@ -266,6 +271,112 @@ class ExportVerifyTest(tf.test.TestCase, parameterized.TestCase):
     with open(os.path.join(export_dir, export_verify.REFERENCE_IO), 'rb') as f:
       data = np.load(f, allow_pickle=False)
       self.assertNotEmpty(data.files)
+
+  def _rewrite_manifest(self, export_dir, edit):
+    """Applies `edit` to the manifest dict and re-seals it with its marker."""
+    path = os.path.join(export_dir, export_publish.MANIFEST_FILENAME)
+    with open(path) as f:
+      manifest = json.load(f)
+    edit(manifest)
+    data = json.dumps(manifest).encode('utf-8')
+    with open(path, 'wb') as f:
+      f.write(data)
+    marker = os.path.join(export_dir, export_publish.COMPLETE_MARKER)
+    with open(marker, 'w') as f:
+      f.write(hashlib.sha256(data).hexdigest())
+
+  def testDataShardsAreCheckedBySizeAndByTheirTensorsChecksums(self):
+    export_dir = self._export()
+    files = export_publish.check_manifest(export_dir)['files']
+    shard = utils.VARIABLES_DATA_FILE
+    self.assertEqual(
+        {'size': os.path.getsize(os.path.join(export_dir, shard)),
+         'check': export_publish.TENSOR_CRC32C},
+        files[shard])
+    for rel, entry in files.items():
+      if rel != shard:
+        self.assertLen(entry['sha256'], 64, rel)
+    # A flipped bit keeps the size: the manifest passes, the tensors fail.
+    utils.flip_bit(export_dir, shard)
+    export_publish.check_manifest(export_dir)
+    report = export_verify.verify(export_dir, fresh_process=False)
+    self.assertEqual('mismatch', report.manifest)
+    self.assertRegex(report.problems[0], 'cannot read ' + shard)
+    with self.assertRaisesRegex(export_errors.CorruptExportError, shard):
+      export_verify.load_checked(export_dir)
+    # A shorter shard fails the manifest itself.
+    utils.truncate_file(export_dir, shard)
+    with self.assertRaisesRegex(export_errors.ManifestMismatchError,
+                                shard + ' has the wrong size'):
+      export_publish.check_manifest(export_dir)
+
+  def testManifestOfFormat1HashesEveryFile(self):
+    export_dir = self._export()
+    shard = utils.VARIABLES_DATA_FILE
+
+    def to_format_1(manifest):
+      manifest['format'] = 1
+      manifest['files'][shard] = export_publish.file_sha256(
+          os.path.join(export_dir, shard))
+
+    self._rewrite_manifest(export_dir, to_format_1)
+    self.assertEqual(1, export_publish.check_manifest(export_dir)['format'])
+    self.assertTrue(export_verify.verify(export_dir).ok)
+    utils.flip_bit(export_dir, shard)
+    with self.assertRaisesRegex(export_errors.ManifestMismatchError,
+                                shard + ' does not match its sha256'):
+      export_publish.check_manifest(export_dir)
+
+  def testManifestOfUnknownFormatIsRejected(self):
+    export_dir = self._export()
+    self._rewrite_manifest(
+        export_dir, lambda manifest: manifest.update(format=99))
+    with self.assertRaisesRegex(export_errors.ManifestMismatchError,
+                                'has format 99; this version checks'):
+      export_publish.check_manifest(export_dir)
+
+  def testOnlyADataShardMayGoWithoutSha256(self):
+    export_dir = self._export()
+
+    def drop_hash(manifest):
+      manifest['files']['saved_model.pb'] = {
+          'size': manifest['files']['saved_model.pb']['size'],
+          'check': export_publish.TENSOR_CRC32C}
+
+    self._rewrite_manifest(export_dir, drop_hash)
+    with self.assertRaisesRegex(export_errors.ManifestMismatchError,
+                                'saved_model.pb does not match its sha256'):
+      export_publish.check_manifest(export_dir)
+
+  def testReferenceStoresOutputsOnlyAndOldFilesStillReplay(self):
+    export_dir = self._export()
+    path = os.path.join(export_dir, export_verify.REFERENCE_IO)
+    with open(path, 'rb') as f:
+      data = np.load(io.BytesIO(f.read()), allow_pickle=False)
+      arrays = {k: data[k] for k in data.files}
+    signature = tf.saved_model.load(export_dir).signatures['action']
+    _, inputs = signature.structured_input_signature
+    self.assertEqual(sorted(inputs), arrays['inputs'].tolist())
+    self.assertEqual(1, arrays['unknown_dim'])
+    self.assertFalse([k for k in arrays if k.startswith('in/')])
+    outputs = sorted(k for k in arrays if k.startswith('out/'))
+    self.assertIn('out/action', outputs)
+    # The file an earlier version wrote: the zero inputs themselves.
+    old = {'in/' + k: np.zeros([1 if d is None else d
+                                for d in spec.shape.as_list()],
+                               spec.dtype.as_numpy_dtype)
+           for k, spec in inputs.items()}
+    old.update({k: arrays[k] for k in outputs})
+    _write_npz(path, old)
+    _drop_manifest(export_dir)
+    report = export_verify.verify(export_dir)
+    self.assertTrue(report.ok, report)
+    self.assertEqual(['action'], report.replayed)
+    # Inputs that are not the signature's are reported.
+    del old['in/' + sorted(inputs)[0]]
+    _write_npz(path, old)
+    self._assert_fails_with(
+        export_dir, 'reference inputs do not match the action signature')
 
   def testMissingAndNotAnExport(self):
     missing = os.path.join(self.get_temp_dir(), 'missing')

@@ -63,6 +63,7 @@ _CHECKPOINT_CASES = (
     ('incomplete', 'incomplete'),
     ('truncated_variables', 'truncated_variables'),
     ('flipped_variables', 'flipped_variables'),
+    ('flipped_variables_with_manifest', 'flipped_variables_with_manifest'),
     ('manifest_mismatch', 'manifest_mismatch'),
 )
 

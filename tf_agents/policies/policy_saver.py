@@ -69,8 +69,9 @@ Fixes relative to upstream
    selects the fixed batch size; any other value fails with
    `InvalidArgumentError` naming the expected batch size.
 4. The specs are recoverable from the loaded object alone:
-   `get_policy_specs()` returns the text of `policy_specs.pbtxt` and
-   `specs_from_saved_model(loaded)` decodes it.
+   `get_policy_specs()` returns the text of `policy_specs.pbtxt` (stored
+   zlib-compressed in the graph) and `specs_from_saved_model(loaded)`
+   decodes it.
 5. `include_distribution=False` leaves `distribution` out so the export loads
    with plain `tf.saved_model.load` in a process without
    `tensorflow_probability` (its output TypeSpecs are registered by TFP).
@@ -109,11 +110,14 @@ Fixes relative to upstream
     raises `export_errors.ExportWriteError` naming the directory and leaves
     the previous export intact. Upstream wrote in place: a killed save left
     a directory that loaded wrong or not at all.
-13. Every export holds `export_manifest.json` (sha256 and size of every
-    file) and `reference_io.npz` (zeros fed to `action` and its outputs when
-    deterministic, written with NumPy, no pickle); `export_verify.verify` and
-    `saved_policy_cli verify DIR` check them, load in a fresh process and
-    list graph ops that touch files or run Python. No export step pickles.
+13. Every export holds `export_manifest.json` (size of every file, sha256
+    of every file but the variables' data shards, whose tensors carry the
+    CRC32C checksums TensorFlow checks on restore) and `reference_io.npz`
+    (zeros fed to `action` and its outputs when deterministic, written with
+    NumPy, no pickle, recorded on a background thread while the SavedModel
+    is written); `export_verify.verify` and `saved_policy_cli verify DIR`
+    check them, load in a fresh process and list graph ops that touch files
+    or run Python. No export step pickles.
 14. Repeated `save` by the same saver (to any directory), with nothing
     traced since its last full save and no `options`, rewrites that save's
     graph files (`saved_model.pb`, fingerprint, assets, specs; kept in
@@ -123,20 +127,27 @@ Fixes relative to upstream
     `'variables_only'`. Upstream re-serialized the whole SavedModel every
     time. (The copied `fingerprint.pb` keeps the checkpoint hash of the full
     save; TensorFlow does not check it when loading.)
-15. Tracing as upstream does, without autograph (upstream's
-    `common.function`), and a stateless policy's two `action` variants
-    (`action(time_step)`, `action(time_step, ())`) and `distribution`
-    variants call one trace of the policy, so the policy's graph is stored
-    once: a smaller `saved_model.pb` than upstream's and a faster first save
-    than with autograph (figures: `policy_saver_benchmark`).
+15. The policy is traced once per exported function. `tf.saved_model.save`
+    traces every exported `tf.function` again (its cache key includes the
+    save options), so upstream traced the policy in its constructor and
+    again, several times, in `save`, and its `saved_model.pb` could hold
+    more than one copy of the policy's graph. Here `action` and `distribution` are traced
+    once, without autograph (as upstream's `common.function`), and exported
+    behind thin functions that only call that trace (a stateless policy's
+    `action(time_step)` and `action(time_step, ())` included); the flat
+    signatures call it directly. A first save is so
+    faster than upstream's and `saved_model.pb` smaller (figures:
+    `policy_saver_benchmark`).
 """
 
+import concurrent.futures
 import dataclasses
 import numbers
 import os
 import re
 import threading
 from typing import Any, Callable, Dict, List, Optional, Sequence, Text, Tuple
+import zlib
 
 from absl import logging
 import numpy as np
@@ -436,6 +447,85 @@ def _flat_signature(
   return signature_fn
 
 
+_reference_worker_lock = threading.Lock()
+_reference_worker_state = {}
+
+
+def _reference_worker() -> concurrent.futures.ThreadPoolExecutor:
+  """The thread that records every saver's reference outputs.
+
+  One long-lived thread rather than one per save: each new thread that
+  allocates gets its own malloc arena, which would raise a save's peak
+  memory by about 1 MiB. A forked child makes its own.
+
+  Returns:
+    A one-thread executor owned by this process.
+  """
+  with _reference_worker_lock:
+    if _reference_worker_state.get('pid') != os.getpid():
+      _reference_worker_state['pid'] = os.getpid()
+      _reference_worker_state['executor'] = (
+          concurrent.futures.ThreadPoolExecutor(
+              max_workers=1, thread_name_prefix='policy_saver_reference_io'
+          )
+      )
+    return _reference_worker_state['executor']
+
+
+_NO_DEFAULT = object()
+
+
+def _traced_once(
+    fn: Callable[..., Any],
+    arg_specs: Tuple[Any, ...],
+    default_state: Any = _NO_DEFAULT,
+) -> Tuple[Any, Any]:
+  """Traces `fn` once; returns it wrapped in a `tf.function` calling that trace.
+
+  `tf.saved_model.save` traces every `tf.function` it exports again (the
+  save options are part of the cache key), so exporting the policy's
+  function itself would trace the policy once here and again in `save`, as
+  upstream's saver does. The returned function only calls the concrete
+  function traced here, so `save` retraces that call alone, and the
+  policy's graph is traced and stored once. (It has no input signature:
+  a loaded function with one checks its arguments in Python on every call,
+  about 45 us.)
+
+  Args:
+    fn: The function to export.
+    arg_specs: The (batched) argument specs of `fn`.
+    default_state: If given, the returned function takes
+      `(time_step, policy_state=default_state)`; otherwise it takes the
+      arguments of `arg_specs` (one or two).
+
+  Returns:
+    `(the tf.function, the concrete function of fn)`. A flat signature
+    should call the latter: calling the former from another function's
+    trace in `save` would trace it again.
+  """
+  concrete = _function(fn).get_concrete_function(*arg_specs)
+  if default_state is not _NO_DEFAULT:
+
+    def call(time_step, policy_state=default_state):
+      return concrete(time_step, policy_state)
+
+  elif len(arg_specs) == 1:
+
+    def call(example):  # pylint: disable=function-redefined
+      return concrete(example)
+
+  else:
+
+    def call(time_step, policy_state):  # pylint: disable=function-redefined
+      return concrete(time_step, policy_state)
+
+  function = _function(call)
+  function.get_concrete_function(*arg_specs)
+  if default_state is not _NO_DEFAULT:
+    function.get_concrete_function(arg_specs[0])  # The same trace.
+  return function, concrete
+
+
 class PolicySaver(object):
   """Exports a `TFPolicy` as a SavedModel (see the module docstring).
 
@@ -598,45 +688,26 @@ class PolicySaver(object):
 
         return call
 
-      polymorphic_action = _function(from_example(action_fn))
-      polymorphic_action.get_concrete_function(batched_input)
-      traces = [(batched_input,)]
+      arg_specs = (batched_input,)
+      polymorphic_action, action_trace = _traced_once(
+          from_example(action_fn), arg_specs
+      )
       polymorphic_distribution = self._trace_distribution(
-          _function(from_example(distribution_fn)), traces
+          from_example(distribution_fn), arg_specs
       )
     else:
+      arg_specs = (batched_time_step, batched_state)
       if tf.nest.flatten(policy.policy_state_spec):
-        polymorphic_action = _function(action_fn)
-        polymorphic_action.get_concrete_function(
-            batched_time_step, batched_state
-        )
-        traces = [(batched_time_step, batched_state)]
-        polymorphic_distribution = self._trace_distribution(
-            _function(distribution_fn), traces
-        )
+        default_state = _NO_DEFAULT
       else:
         # Stateless: callable as action(time_step) and action(time_step, ()).
-        empty_state = policy.policy_state_spec
-
-        def stateless(fn):
-          # Both traces of the wrapper call one trace of `fn`, so the
-          # policy's graph is traced and stored once, not once per variant.
-          core = _function(fn)
-
-          def call(time_step, policy_state=empty_state):
-            return core(time_step, policy_state)
-
-          return call
-
-        polymorphic_action = _function(stateless(action_fn))
-        polymorphic_action.get_concrete_function(
-            batched_time_step, batched_state
-        )
-        polymorphic_action.get_concrete_function(batched_time_step)
-        traces = [(batched_time_step, batched_state), (batched_time_step,)]
-        polymorphic_distribution = self._trace_distribution(
-            _function(stateless(distribution_fn)), traces
-        )
+        default_state = policy.policy_state_spec
+      polymorphic_action, action_trace = _traced_once(
+          action_fn, arg_specs, default_state
+      )
+      polymorphic_distribution = self._trace_distribution(
+          distribution_fn, arg_specs, default_state
+      )
 
     get_initial_state_fn, initial_state_inputs = self._make_initial_state_fn(
         policy, batch_size
@@ -650,11 +721,12 @@ class PolicySaver(object):
     module.metadata = dict(metadata)
     module.model_variables = policy.variables()
 
-    @_function
+    # Zero-argument functions are traced by `save` alone (see `_traced_once`).
+    @_function(input_signature=[])
     def get_train_step():
       return tf.identity(module.train_step)
 
-    @_function
+    @_function(input_signature=[])
     def get_metadata():
       return {name: tf.identity(v) for name, v in module.metadata.items()}
 
@@ -665,13 +737,15 @@ class PolicySaver(object):
         })
     )
 
-    @_function
-    def get_policy_specs():
-      return tf.constant(specs_text)
+    # Stored compressed (about an eighth of the text) and inflated when
+    # called, so carrying the specs costs the export little.
+    packed_specs = zlib.compress(specs_text.encode('utf-8'), 9)
 
-    get_train_step.get_concrete_function()
-    get_metadata.get_concrete_function()
-    get_policy_specs.get_concrete_function()
+    @_function(input_signature=[])
+    def get_policy_specs():
+      return tf.io.decode_compressed(
+          tf.constant(packed_specs), compression_type='ZLIB'
+      )
 
     module.action = polymorphic_action
     if polymorphic_distribution is not None:
@@ -701,7 +775,7 @@ class PolicySaver(object):
     }
     self._signatures = {
         'action': _flat_signature(
-            polymorphic_action,
+            action_trace,
             action_input_spec,
             step_names,
             outer_dims,
@@ -838,23 +912,27 @@ class PolicySaver(object):
 
     return distribution_fn
 
-  def _trace_distribution(self, function, traces):
-    """Traces `function` for each args tuple in `traces`, applying the rule.
+  def _trace_distribution(
+      self,
+      fn: Callable[..., Any],
+      arg_specs: Tuple[Any, ...],
+      default_state: Any = _NO_DEFAULT,
+  ) -> Any:
+    """`_traced_once` for `distribution`, applying the export error rule.
 
     Args:
-      function: The `tf.function` computing the distribution.
-      traces: Tuples of (batched) argument specs to trace it with.
+      fn: Computes the distribution.
+      arg_specs: The (batched) argument specs of `fn`.
+      default_state: As for `_traced_once`.
 
     Returns:
-      The traced function, a function raising the tracing error when called,
-      or None when `include_distribution=False`.
+      The exported function, one raising the tracing error when called, or
+      None when `include_distribution=False`.
     """
     if not self._include_distribution:
       return None
     try:
-      for args in traces:
-        function.get_concrete_function(*args)
-      return function
+      return _traced_once(fn, arg_specs, default_state)[0]
     except Exception as e:  # pylint: disable=broad-except
       # The one documented rule: never fail the export because of
       # `distribution`; the exported function raises the error instead.
@@ -872,8 +950,9 @@ class PolicySaver(object):
         return ()
 
       failing = _function(raise_error)
-      for args in traces:
-        failing.get_concrete_function(*args)
+      failing.get_concrete_function(*arg_specs)
+      if default_state is not _NO_DEFAULT:
+        failing.get_concrete_function(arg_specs[0])
       return failing
 
   @staticmethod
@@ -1160,22 +1239,41 @@ class PolicySaver(object):
       logging.warning('Could not clean up next to %s: %s', export_dir, e)
     return manifest
 
-  def _write_reference_io(self, staging: Text) -> None:
-    """Records reference inputs/outputs of `action` for `export_verify`."""
+  def _start_reference_io(self) -> Callable[..., bytes]:
+    """Starts recording reference inputs/outputs of `action`.
+
+    The recording runs on a background thread: the first call of the
+    exported `action` instantiates its graph in TensorFlow's runtime, which
+    releases the GIL, so it overlaps a full save's serialization (a first
+    save would otherwise take longer than upstream's by that first call,
+    23 ms to 65 ms for the benchmark's policies).
+
+    Returns:
+      A function `result(raise_error=True)` that waits for the recording and
+      returns the `.npz` bytes for `export_verify` (b'' when there is nothing
+      to record), re-raising any error of the recording if `raise_error`.
+    """
     if not tf.executing_eagerly():
-      return
+      return lambda raise_error=True: b''
     action = self._signatures['action']
     specs = list(action.input_signature)
-    data = export_verify.reference_io_bytes(
-        action,
-        specs,
-        [_signature_key(spec.name) for spec in specs],
-        self._batch_size,
+    # Traced here, on the calling thread: `tf.saved_model.save` then finds it.
+    concrete = action.get_concrete_function()
+    keys = [_signature_key(spec.name) for spec in specs]
+    future = _reference_worker().submit(
+        export_verify.reference_io_bytes, concrete, specs, keys,
+        self._batch_size
     )
-    if data:
-      path = os.path.join(staging, export_verify.REFERENCE_IO)
-      with tf.io.gfile.GFile(path, 'wb') as f:
-        f.write(data)
+
+    def result(raise_error: bool = True) -> bytes:
+      try:
+        return future.result()
+      except Exception:  # pylint: disable=broad-except
+        if raise_error:
+          raise
+        return b''
+
+    return result
 
   @property
   def last_save_kind(self) -> Optional[Text]:
@@ -1213,21 +1311,28 @@ class PolicySaver(object):
     def write(staging):
       if self._write_variables_only(staging, options):
         kind = 'variables_only'
+        reference = self._start_reference_io()()
       else:
-        tf.saved_model.save(
-            self._policy, staging, signatures=self._signatures,
-            options=options
-        )
+        pending = self._start_reference_io()
+        try:
+          tf.saved_model.save(
+              self._policy, staging, signatures=self._signatures,
+              options=options
+          )
+        except BaseException:
+          pending(raise_error=False)  # The save's error is the one raised.
+          raise
+        reference = pending()
         with tf.io.gfile.GFile(
             os.path.join(staging, POLICY_SPECS_PBTXT), 'wb'
         ) as f:
           f.write(self._specs_text)
         self._keep_graph_files(staging, options)
         kind = 'full'
-      self._write_reference_io(staging)
-      if kind == 'full' and self._graph_files is not None:
-        # After the reference call above: its first call counts as a trace.
-        self._graph_files['token'] = self._graph_token()
+      if reference:
+        path = os.path.join(staging, export_verify.REFERENCE_IO)
+        with tf.io.gfile.GFile(path, 'wb') as f:
+          f.write(reference)
       return kind
 
     self._publish(export_dir, write)

@@ -1,12 +1,17 @@
 # coding=utf-8
 """Tests for policy_saver: export, reload and use of the export."""
 
+import collections
 import os
+import threading
+from unittest import mock
 
 from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
+from tf_agents.policies import export_errors
+from tf_agents.policies import export_verify
 from tf_agents.policies import policy_saver
 from tf_agents.policies import policy_saver_test_utils as utils
 from tf_agents.policies import tf_policy
@@ -579,6 +584,91 @@ class PolicySaverTest(tf.test.TestCase, parameterized.TestCase):
     _, loaded = self._save_and_load(saver)
     self.assertAllClose(expected, loaded.q_values(observation))
     self.assertAllClose([2.0, 4.0], loaded.scaled(tf.constant([1.0, 2.0])))
+
+  @parameterized.named_parameters(
+      ('Stateless', utils.STATELESS_DETERMINISTIC),
+      ('Stateful', utils.STATEFUL_DETERMINISTIC),
+  )
+  def testPolicyIsTracedOncePerExportedFunction(self, kind):
+    # `tf.saved_model.save` retraces the tf.functions it exports; upstream's
+    # saver so traces the policy in its constructor and again in `save`.
+    policy = utils.make_policy(kind)
+    calls = collections.Counter()
+    for name in ('action', 'distribution'):
+      original = getattr(policy, name)
+
+      def counted(*args, name=name, original=original, **kwargs):
+        calls[name] += 1
+        return original(*args, **kwargs)
+
+      setattr(policy, name, counted)
+    saver = policy_saver.PolicySaver(policy)
+    self.assertEqual({'action': 1, 'distribution': 1}, dict(calls))
+    path, loaded = self._save_and_load(saver)
+    saver.save(path)
+    self.assertEqual('variables_only', saver.last_save_kind)
+    self.assertEqual({'action': 1, 'distribution': 1}, dict(calls))
+    time_step = ts.TimeStep(
+        step_type=tf.constant([1, 1]),
+        reward=tf.zeros([2]),
+        discount=tf.ones([2]),
+        observation=tf.constant(
+            np.random.RandomState(4).uniform(-1, 1, (2, 3)), tf.float32),
+    )
+    state = policy.get_initial_state(2)
+    self.assertAllEqual(policy.action(time_step, state).action,
+                        loaded.action(time_step, state).action)
+    self.assertEqual(2, calls['action'])  # The eager call above.
+
+  def testReferenceIsRecordedOnOneBackgroundThread(self):
+    threads = []
+    original = export_verify.reference_io_bytes
+
+    def recorded(*args):
+      threads.append(threading.current_thread())
+      return original(*args)
+
+    paths = []
+    with mock.patch.object(export_verify, 'reference_io_bytes', recorded):
+      for kind in (utils.STATELESS_DETERMINISTIC,
+                   utils.STATEFUL_DETERMINISTIC):
+        saver = policy_saver.PolicySaver(utils.make_policy(kind))
+        paths.append(self._save_and_load(saver, name=kind)[0])
+    self.assertLen(threads, 2)
+    self.assertIsNot(threading.main_thread(), threads[0])
+    # The same worker for every save: no new thread (and malloc arena) each.
+    self.assertIs(threads[0], threads[1])
+    for path in paths:
+      self.assertTrue(export_verify.verify(path).ok)
+
+  def testReferenceErrorFailsTheSaveAndLeavesNothing(self):
+    policy = utils.make_policy(utils.STATELESS_DETERMINISTIC)
+    saver = policy_saver.PolicySaver(policy)
+    parent = self.create_tempdir().full_path
+    path = os.path.join(parent, 'export')
+    with mock.patch.object(
+        export_verify, 'reference_io_bytes',
+        side_effect=RuntimeError('reference failed')):
+      with self.assertRaisesRegex(RuntimeError, 'reference failed'):
+        saver.save(path)
+    self.assertEqual([], os.listdir(parent))
+    saver.save(path)
+    self.assertTrue(export_verify.verify(path).ok)
+
+  def testSaveErrorIsRaisedRatherThanTheReferenceError(self):
+    policy = utils.make_policy(utils.STATELESS_DETERMINISTIC)
+    saver = policy_saver.PolicySaver(policy)
+    parent = self.create_tempdir().full_path
+    with mock.patch.object(
+        export_verify, 'reference_io_bytes',
+        side_effect=RuntimeError('reference failed')), mock.patch.object(
+            tf.saved_model, 'save',
+            side_effect=tf.errors.ResourceExhaustedError(
+                None, None, 'disk full')):
+      with self.assertRaisesRegex(export_errors.ExportWriteError,
+                                  'disk full'):
+        saver.save(os.path.join(parent, 'export'))
+    self.assertEqual([], os.listdir(parent))
 
   def testGraphBuildingInTF2Process(self):
     # As upstream allows: build and save inside a graph with a session.

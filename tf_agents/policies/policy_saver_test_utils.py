@@ -203,6 +203,7 @@ def numpy_nest(nest: Any) -> Any:
 
 
 VARIABLES_DATA_FILE = 'variables/variables.data-00000-of-00001'
+VARIABLES_INDEX_FILE = 'variables/variables.index'
 
 
 def remove_manifest(path: str) -> None:
@@ -232,7 +233,8 @@ def flip_bit(path: str, name: str) -> None:
 EXPORT_DAMAGE_CASES = tuple((case, case) for case in (
     'missing_path', 'not_an_export', 'incomplete', 'truncated_saved_model_pb',
     'garbled_policy_specs', 'truncated_variables', 'flipped_variables',
-    'truncated_variables_index', 'manifest_mismatch'))
+    'truncated_variables_index', 'flipped_variables_with_manifest',
+    'manifest_mismatch'))
 
 
 def damage_export(case: str, path: str) -> Any:
@@ -242,9 +244,12 @@ def damage_export(case: str, path: str) -> Any:
     case: One of 'missing_path', 'not_an_export', 'not_a_checkpoint',
       'incomplete', 'truncated_saved_model_pb', 'garbled_policy_specs',
       'truncated_variables', 'flipped_variables', 'truncated_variables_index',
-      'manifest_mismatch'. Damage that the integrity manifest would report
-      first is applied to a copy without a manifest, so the reader's own check
-      of that file is what is tested.
+      'flipped_variables_with_manifest', 'manifest_mismatch'. Damage that the
+      integrity manifest would report first is applied to a copy without a
+      manifest, so the reader's own check of that file is what is tested.
+      The manifest checks the variables' data shard by size only (its
+      tensors carry CRC32C checksums), so a flipped bit there is found by
+      the restore even with a manifest.
     path: A local or `ram://` export directory (or checkpoint directory).
 
   Returns:
@@ -265,8 +270,8 @@ def damage_export(case: str, path: str) -> Any:
     return export_errors.NotAnExportError, 'saved_model.pb'
   if case == 'not_a_checkpoint':
     remove_manifest(path)
-    tf.io.gfile.remove(os.path.join(path, 'variables', 'variables.index'))
-    return export_errors.NotAnExportError, 'variables/variables.index'
+    tf.io.gfile.remove(os.path.join(path, VARIABLES_INDEX_FILE))
+    return export_errors.NotAnExportError, VARIABLES_INDEX_FILE
   if case == 'incomplete':
     tf.io.gfile.remove(os.path.join(path, 'export_complete'))
     return export_errors.NotAnExportError, 'export_complete'
@@ -290,11 +295,14 @@ def damage_export(case: str, path: str) -> Any:
     return export_errors.CorruptExportError, VARIABLES_DATA_FILE
   if case == 'truncated_variables_index':
     remove_manifest(path)
-    truncate_file(path, 'variables/variables.index')
-    return export_errors.CorruptExportError, 'variables/variables.index'
-  if case == 'manifest_mismatch':
+    truncate_file(path, VARIABLES_INDEX_FILE)
+    return export_errors.CorruptExportError, VARIABLES_INDEX_FILE
+  if case == 'flipped_variables_with_manifest':
     flip_bit(path, VARIABLES_DATA_FILE)
-    return export_errors.ManifestMismatchError, VARIABLES_DATA_FILE
+    return export_errors.CorruptExportError, VARIABLES_DATA_FILE
+  if case == 'manifest_mismatch':
+    flip_bit(path, VARIABLES_INDEX_FILE)
+    return export_errors.ManifestMismatchError, VARIABLES_INDEX_FILE
   raise ValueError('Unknown damage case: {!r}'.format(case))
 
 
