@@ -454,9 +454,8 @@ _reference_worker_state = {}
 def _reference_worker() -> concurrent.futures.ThreadPoolExecutor:
   """The thread that records every saver's reference outputs.
 
-  One long-lived thread rather than one per save: each new thread that
-  allocates gets its own malloc arena, which would raise a save's peak
-  memory by about 1 MiB. A forked child makes its own.
+  One long-lived thread rather than one per save, so saves do not start
+  threads. A forked child makes its own.
 
   Returns:
     A one-thread executor owned by this process.
