@@ -114,10 +114,11 @@ Fixes relative to upstream
     of every file but the variables' data shards, whose tensors carry the
     CRC32C checksums TensorFlow checks on restore) and `reference_io.npz`
     (zeros fed to `action` and its outputs when deterministic, written with
-    NumPy, no pickle, recorded on a background thread while the SavedModel
-    is written); `export_verify.verify` and `saved_policy_cli verify DIR`
-    check them, load in a fresh process and list graph ops that touch files
-    or run Python. No export step pickles.
+    NumPy, no pickle, recorded once the SavedModel is written, so the
+    function's first run does not add to the save's peak memory);
+    `export_verify.verify` and `saved_policy_cli verify DIR` check them,
+    load in a fresh process and list graph ops that touch files or run
+    Python. No export step pickles.
 14. Repeated `save` by the same saver (to any directory), with nothing
     traced since its last full save and no `options`, rewrites that save's
     graph files (`saved_model.pb`, fingerprint, assets, specs; kept in
@@ -140,7 +141,6 @@ Fixes relative to upstream
     `policy_saver_benchmark`).
 """
 
-import concurrent.futures
 import dataclasses
 import numbers
 import os
@@ -445,30 +445,6 @@ def _flat_signature(
     return dict(zip(output_names, flat_outputs))
 
   return signature_fn
-
-
-_reference_worker_lock = threading.Lock()
-_reference_worker_state = {}
-
-
-def _reference_worker() -> concurrent.futures.ThreadPoolExecutor:
-  """The thread that records every saver's reference outputs.
-
-  One long-lived thread rather than one per save, so saves do not start
-  threads. A forked child makes its own.
-
-  Returns:
-    A one-thread executor owned by this process.
-  """
-  with _reference_worker_lock:
-    if _reference_worker_state.get('pid') != os.getpid():
-      _reference_worker_state['pid'] = os.getpid()
-      _reference_worker_state['executor'] = (
-          concurrent.futures.ThreadPoolExecutor(
-              max_workers=1, thread_name_prefix='policy_saver_reference_io'
-          )
-      )
-    return _reference_worker_state['executor']
 
 
 _NO_DEFAULT = object()
@@ -1238,41 +1214,30 @@ class PolicySaver(object):
       logging.warning('Could not clean up next to %s: %s', export_dir, e)
     return manifest
 
-  def _start_reference_io(self) -> Callable[..., bytes]:
-    """Starts recording reference inputs/outputs of `action`.
+  def _reference_recorder(self) -> Callable[[], bytes]:
+    """Prepares the recording of reference inputs/outputs of `action`.
 
-    The recording runs on a background thread: the first call of the
-    exported `action` instantiates its graph in TensorFlow's runtime, which
-    releases the GIL, so it overlaps a full save's serialization (a first
-    save would otherwise take longer than upstream's by that first call,
-    23 ms to 65 ms for the benchmark's policies).
+    The concrete function is traced now, before `tf.saved_model.save`, so the
+    save exports that trace and nothing is traced after it (which would make
+    the next `save` a full one). The returned function runs it: a full save
+    calls it once the SavedModel is written, because the first call
+    instantiates the function in TensorFlow's runtime, and that state, added
+    to the serialization's buffers, made the save's peak memory higher than
+    upstream's (which never runs the function); after the save it is not.
 
     Returns:
-      A function `result(raise_error=True)` that waits for the recording and
-      returns the `.npz` bytes for `export_verify` (b'' when there is nothing
-      to record), re-raising any error of the recording if `raise_error`.
+      A function that returns the `.npz` bytes for `export_verify` (b'' when
+      there is nothing to record).
     """
     if not tf.executing_eagerly():
-      return lambda raise_error=True: b''
+      return lambda: b''
     action = self._signatures['action']
     specs = list(action.input_signature)
-    # Traced here, on the calling thread: `tf.saved_model.save` then finds it.
     concrete = action.get_concrete_function()
     keys = [_signature_key(spec.name) for spec in specs]
-    future = _reference_worker().submit(
-        export_verify.reference_io_bytes, concrete, specs, keys,
-        self._batch_size
+    return lambda: export_verify.reference_io_bytes(
+        concrete, specs, keys, self._batch_size
     )
-
-    def result(raise_error: bool = True) -> bytes:
-      try:
-        return future.result()
-      except Exception:  # pylint: disable=broad-except
-        if raise_error:
-          raise
-        return b''
-
-    return result
 
   @property
   def last_save_kind(self) -> Optional[Text]:
@@ -1310,18 +1275,14 @@ class PolicySaver(object):
     def write(staging):
       if self._write_variables_only(staging, options):
         kind = 'variables_only'
-        reference = self._start_reference_io()()
+        reference = self._reference_recorder()()
       else:
-        pending = self._start_reference_io()
-        try:
-          tf.saved_model.save(
-              self._policy, staging, signatures=self._signatures,
-              options=options
-          )
-        except BaseException:
-          pending(raise_error=False)  # The save's error is the one raised.
-          raise
-        reference = pending()
+        record_reference = self._reference_recorder()
+        tf.saved_model.save(
+            self._policy, staging, signatures=self._signatures,
+            options=options
+        )
+        reference = record_reference()
         with tf.io.gfile.GFile(
             os.path.join(staging, POLICY_SPECS_PBTXT), 'wb'
         ) as f:

@@ -47,14 +47,19 @@ Figures (`METRICS`), per policy, for ours and upstream's:
   builds the policy, resets the kernel's peak RSS counter (writing `5` to
   `/proc/self/clear_refs`) and reads `VmHWM` from `/proc/self/status`; where
   the counter cannot be reset, `ru_maxrss` of the child is used instead.
+  The children run with glibc's mmap threshold fixed
+  (`MALLOC_MMAP_THRESHOLD_`), so a large buffer is always counted rather
+  than, by chance of the heap's history, reusing resident pages.
 
 Before any measurement every step runs once per saver on the small MLP
 (untimed), so process-wide one-time costs (lazy imports, TensorFlow's first
 SavedModel write and load, the TFLite converter) are not charged to the saver
 that happens to go first; per-policy costs (tracing a new network) are part
-of `first_save`. Times are wall-clock (`time.perf_counter`). For each figure the report gives
-the median, min and max over all samples (one per repetition, or one per call
-for steady latencies) and the ratio ours/upstream of the medians.
+of `first_save`. Times are wall-clock (`time.perf_counter`). For each
+figure the report gives the median, min and max over all samples (one per
+repetition; for `load` also `extra_loads` more per repetition, in rounds
+alternating the savers; one per call for steady latencies) and the ratio
+ours/upstream of the medians.
 
 Targets (`TARGETS`): repeated save of the small MLP <= 0.25; our `save()`
 after new weights of the largest MLP <= 1.2 times our own `save_checkpoint`
@@ -77,7 +82,7 @@ Usage:
 
 Under `bazel run` the default `--output_dir` is
 `outputs/policy_saver_benchmark` in the workspace; otherwise a new temporary
-directory. A full run takes about 8 minutes on two CPU cores; `--fast`
+directory. A full run takes about 9 minutes on two CPU cores; `--fast`
 (2 repetitions, small policies) about a minute (two when the cores are
 busy). Timings from a busy machine are noisy; compare ratios from idle runs.
 """
@@ -141,7 +146,7 @@ _OUTPUT_DIR = flags.DEFINE_string(
 _REPETITIONS = flags.DEFINE_integer(
     'repetitions',
     None,
-    'Repetitions of every figure (per saver). Default: 5, or 2 with --fast.',
+    'Repetitions of every figure (per saver). Default: 7, or 2 with --fast.',
 )
 _FAST = flags.DEFINE_bool(
     'fast',
@@ -538,6 +543,8 @@ class BenchmarkConfig:
     fast: CI mode (recorded in the JSON; the other fields carry its effect).
     policies: Names of the `CASES` to run.
     memory_repetitions: Child processes per saver for peak memory (0: skip).
+    extra_loads: `load` samples per saver and repetition beyond the one
+      before the action figures, taken in rounds alternating the savers.
     latency_budget_seconds: Time spent per steady-latency loop (per saver,
       figure and repetition), within `min_calls`..`max_calls` calls.
     min_calls: Fewest timed calls per steady-latency loop.
@@ -545,10 +552,11 @@ class BenchmarkConfig:
   """
 
   output_dir: str
-  repetitions: int = 5
+  repetitions: int = 7
   fast: bool = False
   policies: Sequence[str] = tuple(case.name for case in CASES)
   memory_repetitions: int = 3
+  extra_loads: int = 2
   latency_budget_seconds: float = 1.0
   min_calls: int = 10
   max_calls: int = 1000
@@ -562,6 +570,7 @@ def fast_config(output_dir: str) -> BenchmarkConfig:
       fast=True,
       policies=tuple(case.name for case in CASES if case.small),
       memory_repetitions=1,
+      extra_loads=1,
       latency_budget_seconds=0.2,
       min_calls=5,
       max_calls=200,
@@ -708,6 +717,36 @@ def _measure_saves_and_loads(
   del loaded
   gc.collect()
   return export_dir
+
+
+def _measure_loads(
+    name: str,
+    export_dirs: Dict[str, str],
+    repetition: int,
+    config: BenchmarkConfig,
+    samples: _Samples,
+) -> None:
+  """More `load` samples: `config.extra_loads` rounds, alternating savers.
+
+  A load of the largest MLP is mostly the restore of its 129 MiB of
+  variables, the same work for both savers, so one sample per repetition
+  left its ratio to the machine's noise; rounds that alternate the savers
+  back to back compare them under the same conditions.
+
+  Args:
+    name: The policy case's name.
+    export_dirs: This repetition's export directory per saver.
+    repetition: Repetition index (rotates which saver goes first).
+    config: The run's settings.
+    samples: Where the samples go.
+  """
+  for round_index in range(config.extra_loads):
+    for who in _order(repetition + round_index + 1, SAVERS):
+      gc.collect()
+      elapsed, loaded = _timed(
+          lambda d=export_dirs[who]: tf.saved_model.load(d))
+      samples.add(name, 'load', who, elapsed)
+      del loaded
 
 
 def _warm_up(work_dir: str) -> None:
@@ -890,6 +929,13 @@ def _run_memory_child(
   )
   env['TF_CPP_MIN_LOG_LEVEL'] = '2'
   env.setdefault('TF_USE_LEGACY_KERAS', '1')
+  # glibc's default mmap threshold adapts to what the process freed before,
+  # so whether a large buffer (e.g. TensorFlow's 8 MiB checkpoint write
+  # buffer) lands on fresh pages or on resident ones freed earlier varies
+  # from process to process: a saver's figure then jumps by 1 MiB between
+  # children (seen: upstream's repeated save 7.4 or 8.4 MiB). A fixed
+  # threshold (its default start, 128 KiB) counts every large buffer.
+  env['MALLOC_MMAP_THRESHOLD_'] = str(128 * 1024)
   code = (
       'from tf_agents.policies import policy_saver_benchmark as b; '
       'b.memory_child_main()'
@@ -1223,6 +1269,7 @@ class PolicySaverBenchmark(tf.test.Benchmark):
         parameters[name] = num_parameters(policy)
         train_step = tf.Variable(0, dtype=tf.int64)
         kept = {}
+        exports = {}
         for repetition in range(config.repetitions):
           for who in _order(repetition, SAVERS):
             export_dir = _measure_saves_and_loads(
@@ -1230,6 +1277,8 @@ class PolicySaverBenchmark(tf.test.Benchmark):
                 samples,
             )
             kept.setdefault(who, export_dir)
+            exports[who] = export_dir
+          _measure_loads(name, exports, repetition, config, samples)
           if repetition:
             shutil.rmtree(
                 os.path.join(work_dir, name, OURS, 'rep%d' % repetition))
@@ -1267,6 +1316,7 @@ class PolicySaverBenchmark(tf.test.Benchmark):
             'fast': config.fast,
             'policies': list(config.policies),
             'memory_repetitions': config.memory_repetitions,
+            'extra_loads': config.extra_loads,
             'latency_budget_seconds': config.latency_budget_seconds,
             'min_calls': config.min_calls,
             'max_calls': config.max_calls,

@@ -113,11 +113,16 @@ class PolicySaverBenchmarkTest(tf.test.TestCase):
   def testSamplesPerFigure(self):
     repetitions = self.config.repetitions
     for name in self.results['policies']:
-      for key in ('first_save', 'repeated_save', 'save_checkpoint', 'load'):
+      for key in ('first_save', 'repeated_save', 'save_checkpoint'):
         for who in benchmark.SAVERS:
           self.assertEqual(
               repetitions, self._figure(name, key)[who]['count'], name + key
           )
+      for who in benchmark.SAVERS:
+        self.assertEqual(
+            repetitions * (1 + self.config.extra_loads),
+            self._figure(name, 'load')[who]['count'], name,
+        )
       for key in ('action_b1', 'action_b64', 'runtime_step_saved_model'):
         for who in benchmark.SAVERS:
           self.assertGreaterEqual(
@@ -129,6 +134,29 @@ class PolicySaverBenchmarkTest(tf.test.TestCase):
     for who in benchmark.SAVERS:
       self.assertEqual(self.config.memory_repetitions, memory[who]['count'])
     self.assertIn(memory['method'], ('VmHWM', 'ru_maxrss'))
+
+  def testMemoryChildRunsWithAFixedMmapThreshold(self):
+    calls = []
+
+    def run(args, env, **kwargs):
+      del kwargs
+      calls.append((args, env))
+      return mock.Mock(returncode=0, stdout='log line\n{"method": "VmHWM"}\n')
+
+    work_dir = self.create_tempdir().full_path
+    with mock.patch.object(benchmark.subprocess, 'run', run):
+      result = benchmark._run_memory_child(benchmark.OURS, 'q_mlp_10k',
+                                           work_dir)
+    self.assertEqual({'method': 'VmHWM'}, result)
+    (args, env), = calls
+    self.assertEqual([benchmark.OURS, 'q_mlp_10k', work_dir], args[-3:])
+    self.assertEqual(str(128 * 1024), env['MALLOC_MMAP_THRESHOLD_'])
+    # The child imports this repository's modules first.
+    self.assertEqual(
+        os.path.realpath(os.path.dirname(os.path.dirname(os.path.dirname(
+            policy_saver.__file__)))),
+        os.path.realpath(env['PYTHONPATH'].split(os.pathsep)[0]),
+    )
 
   def testRuntimeBackends(self):
     # The greedy MLP is deterministic and exact on TFLite; the actor policy

@@ -620,26 +620,36 @@ class PolicySaverTest(tf.test.TestCase, parameterized.TestCase):
                         loaded.action(time_step, state).action)
     self.assertEqual(2, calls['action'])  # The eager call above.
 
-  def testReferenceIsRecordedOnOneBackgroundThread(self):
-    threads = []
-    original = export_verify.reference_io_bytes
+  def testReferenceIsRecordedAfterTheSavedModelIsWritten(self):
+    # Recording runs the exported function for the first time; after the
+    # SavedModel is written, its runtime state does not add to the save's
+    # peak memory.
+    events = []
+    original_record = export_verify.reference_io_bytes
+    original_save = tf.saved_model.save
 
-    def recorded(*args):
-      threads.append(threading.current_thread())
-      return original(*args)
+    def record(*args):
+      events.append(('record', threading.current_thread()))
+      return original_record(*args)
 
-    paths = []
-    with mock.patch.object(export_verify, 'reference_io_bytes', recorded):
-      for kind in (utils.STATELESS_DETERMINISTIC,
-                   utils.STATEFUL_DETERMINISTIC):
-        saver = policy_saver.PolicySaver(utils.make_policy(kind))
-        paths.append(self._save_and_load(saver, name=kind)[0])
-    self.assertLen(threads, 2)
-    self.assertIsNot(threading.main_thread(), threads[0])
-    # The same worker for every save: no new thread (and malloc arena) each.
-    self.assertIs(threads[0], threads[1])
-    for path in paths:
-      self.assertTrue(export_verify.verify(path).ok)
+    def save(*args, **kwargs):
+      events.append(('save_start', threading.current_thread()))
+      original_save(*args, **kwargs)
+      events.append(('save_end', threading.current_thread()))
+
+    saver = policy_saver.PolicySaver(
+        utils.make_policy(utils.STATEFUL_DETERMINISTIC))
+    with mock.patch.object(export_verify, 'reference_io_bytes', record), \
+        mock.patch.object(tf.saved_model, 'save', save):
+      path = self._save_and_load(saver, name='full')[0]
+      self.assertEqual('full', saver.last_save_kind)
+      saver.save(path)
+      self.assertEqual('variables_only', saver.last_save_kind)
+    self.assertEqual(['save_start', 'save_end', 'record', 'record'],
+                     [name for name, _ in events])
+    for _, thread in events:
+      self.assertIs(threading.current_thread(), thread)
+    self.assertTrue(export_verify.verify(path).ok)
 
   def testReferenceErrorFailsTheSaveAndLeavesNothing(self):
     policy = utils.make_policy(utils.STATELESS_DETERMINISTIC)
