@@ -1269,8 +1269,8 @@ class PolicySaverBenchmark(tf.test.Benchmark):
         parameters[name] = num_parameters(policy)
         train_step = tf.Variable(0, dtype=tf.int64)
         kept = {}
-        exports = {}
         for repetition in range(config.repetitions):
+          exports = {}
           for who in _order(repetition, SAVERS):
             export_dir = _measure_saves_and_loads(
                 case, policy, train_step, who, repetition, work_dir, config,
