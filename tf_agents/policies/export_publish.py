@@ -1,54 +1,112 @@
 # coding=utf-8
-"""Crash-safe publishing of policy export directories.
+"""Publishing policy exports: versions that never mix and never delete.
 
-New module (upstream writes exports in place, so a killed or failed save
-leaves a directory that loads wrong or not at all). `PolicySaver.save` and
-`save_checkpoint` write every file into a hidden staging sibling
-`.<name>.tmp-<host>-<pid>-<hex>`, add an integrity manifest
-(`export_manifest.json`, see `write_manifest`) and a completion marker
-(`export_complete`, written last, holding the manifest's sha256), then
-publish the staging directory in one step:
+New module (upstream writes exports in place, so a killed or concurrent save
+leaves a directory that loads wrong, and readers can read half of one save
+and half of the next).
 
-* Local file systems: `export_dir` is a relative symlink to a hidden version
-  directory `.<name>.v-<host>-<pid>-<hex>` in the same parent. Publishing
-  renames the staging directory to a new version directory and atomically
-  replaces the symlink (`os.replace`), so a reader that opens `export_dir`
-  sees the old export or the new one, never a mix and never nothing.
-  `tf.saved_model.load` and every `tf.io.gfile` call follow the link, so
-  `export_dir` stays a normal SavedModel directory to readers. `tf.io.gfile`
-  has no symlink API, so this one step uses `os`. When `export_dir` is a
-  real directory (e.g. written by upstream's saver), the first publish moves
-  it aside and puts the link in its place: only that one-time conversion has
-  a short window where `export_dir` is missing.
-* Other schemes (`gs://`, `ram://`, ...) have no atomic directory rename:
-  publishing removes the marker, moves the files in, deletes files the new
-  export does not have and moves the marker in last. Readers treat an export
-  with a manifest but no marker as incomplete.
+Layout
+------
+`PolicySaver.save(export_dir)` and `save_checkpoint(export_dir)` keep
+upstream's layout and file names at the top of `export_dir`
+(`saved_model.pb`, `fingerprint.pb`, `variables/variables.*`, `assets/`,
+`policy_specs.pbtxt`), so `tf.saved_model.load(export_dir)`, TF Serving and
+upstream's `SavedModelPyTFEagerPolicy` and `policy_loader` read it as
+before, plus this repository's `export_manifest.json`, `export_complete`
+and `reference_io.npz`. Next to them, in the hidden directory
+`export_dir/.policy_versions/`:
 
-Two writers publishing to one directory at once: each publishes a complete
-export with one atomic step, so the last complete writer wins.
+* `v-<seq>-<host>-<pid>-<hex>/`: one immutable, complete copy of every
+  published version (hard links to the top-level files on local disks, so
+  no extra space). Its `export_complete` marker, written last, says it is
+  whole. `<seq>` grows with every publish; the directory name is the
+  version's identity (`Version.version_id`), never a timestamp.
+* `CURRENT`: a small JSON pointer `{"version", "seq", "kind", "train_step"}`
+  naming the current version, replaced atomically (`os.replace`) on local
+  disks.
 
-Leftovers of interrupted saves (staging and old version directories) are
-removed by the next save when their writer is dead (same host and PID no
-longer alive) or they are older than a grace period; the current version and
-the one it just replaced (which a reader may still be loading) are kept.
+A publish writes the new version directory (its marker last), mirrors the
+version's files to the top of `export_dir` (each file replaced atomically on
+local disks: a hard link under a hidden temporary name, renamed over the old
+one), removes the top-level files of earlier versions that the new one does
+not have, then switches `CURRENT` and retires old versions. If mirroring or
+the switch fails, the previous version is put back at the top level and
+stays current.
+
+Guarantees
+----------
+* Nothing the saver did not write is deleted, moved or overwritten, by
+  `save` and `save_checkpoint` alike. The saver's files are those listed in
+  the manifest of any version in `.policy_versions/` or of the top-level
+  export. Other files in `export_dir` stay beside the export, as with
+  upstream; if one has a name the export needs (e.g. an upstream export's
+  `saved_model.pb`), the save is refused with `ExportWriteError` naming the
+  files, before anything is written.
+* `export_dir` itself is never renamed, replaced or removed: it may be a
+  mount point (a Docker or Kubernetes volume) or a user's symbolic link,
+  which is written through and stays a link.
+* Readers of this repository (`SavedPolicy`, `policy_loader`,
+  `export_verify`, `saved_policy_cli`) resolve the version once (one small
+  read of `CURRENT`, `current_version`) and read every file from that
+  version's directory, so one load or update sees one version, never a mix
+  and never a false corruption error while a writer publishes. A version is
+  retired (its marker removed first) only when it is neither current nor
+  the one before it, and stopped being current more than 10 seconds ago; a
+  reader whose version was retired under it anyway starts again on the
+  current one (`read_consistent`). Pollers learn whether anything changed
+  from the pointer alone (`version_id`).
+* Copies: `cp -r`, `tar`, `rsync -a` and `gsutil cp -r` copy the export with
+  its versions; the copy loads everywhere (`tar` and `cp -a` keep the hard
+  links, `cp -r` stores the current version twice). `tar
+  --exclude=.policy_versions` copies only the top-level export, which this
+  repository's readers then check against its top-level manifest.
+* A killed writer leaves the previous version current; the next save
+  removes its leftovers (incomplete versions and temporary files of dead
+  local writers, and incomplete versions older than an hour).
+
+What is not atomic, and why
+---------------------------
+A set of files at fixed names cannot be replaced atomically without
+replacing their directory, which would break mount points and user links
+(the reason this design replaced the earlier switched symbolic link, which
+also deleted users' files). So a plain reader (`tf.saved_model.load`, TF
+Serving) that reads the top level while a re-save mirrors into the same
+directory, or after a writer was killed while mirroring, can see files of
+two versions, as with upstream's saver; the next complete save repairs the
+top level, and `export_verify.verify` reports a top level that differs from
+the current version. On object stores (`gs://`, `ram://`) files are copied,
+not linked (a version then costs its size again), `CURRENT` is overwritten
+in place (a reader that finds it empty or garbled reads it again), and two
+writers publishing into one directory at once leave the last pointer
+written; on local disks a lock (`flock`) orders their pointer switches and
+mirrors.
 """
 
+import dataclasses
 import hashlib
 import json
 import os
 import re
+import shutil
 import socket
 import time
 import uuid
-from typing import Any, Dict, Iterable, List, Optional, Text
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Text, TypeVar
 
+from absl import logging
 import tensorflow as tf
 
 from tf_agents.policies import export_errors
 
+try:
+  import fcntl  # pylint: disable=g-import-not-at-top
+except ImportError:  # Not POSIX: no lock between local writers.
+  fcntl = None
+
 MANIFEST_FILENAME = 'export_manifest.json'
 COMPLETE_MARKER = 'export_complete'
+VERSIONS_DIRNAME = '.policy_versions'
+POINTER_FILENAME = 'CURRENT'
 MANIFEST_FORMAT = 2
 # Formats `read_manifest` accepts. Format 1 gave every file a sha256.
 _READABLE_FORMATS = (1, 2)
@@ -57,17 +115,30 @@ _HASH_CHUNK_BYTES = 256 << 10
 # CRC32C (see `write_manifest`).
 TENSOR_CRC32C = 'tensor_crc32c'
 _DATA_SHARD = re.compile(r'(^|/)variables/[^/]+\.data-\d+-of-\d+$')
+_LOCK_FILENAME = '.lock'
 
-# Grace periods (seconds) before a leftover of a live (or remote) writer is
-# removed.
-_VERSION_GRACE_SECONDS = 300.0
-_STAGING_GRACE_SECONDS = 3600.0
+# Complete versions kept besides the current one, for readers still loading
+# them, and how long (seconds) any version is kept after it stopped being
+# current (a reader whose version is retired anyway starts again).
+_KEEP_PREVIOUS_VERSIONS = 1
+_RETIRE_AFTER_SECONDS = 10.0
+# Age (seconds) after which an incomplete version of a live or remote
+# writer counts as abandoned.
+_ABANDONED_SECONDS = 3600.0
+# How often a reader tries again when the pointer is being rewritten (object
+# stores) or its version was retired while it read.
+_READ_ATTEMPTS = 20
+_RETRY_SECONDS = 0.02
 
 _HOST = re.sub(r'[^A-Za-z0-9]', '', socket.gethostname())[:32] or 'host'
-_LEFTOVER = re.compile(
-    r'^\.(?P<name>.+)\.(?P<kind>tmp|v|old|lnk)-(?P<host>[A-Za-z0-9]+)-'
-    r'(?P<pid>\d+)-[0-9a-f]+$'
+_VERSION_NAME = re.compile(
+    r'^v-(?P<seq>\d+)-(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)-[0-9a-f]+$'
 )
+# A file being put in place under a temporary name (see `_temporary`).
+_TEMPORARY_NAME = re.compile(
+    r'^\..+\.tmp-(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)-[0-9a-f]+$')
+
+_T = TypeVar('_T')
 
 
 def is_local(path: Text) -> bool:
@@ -75,27 +146,33 @@ def is_local(path: Text) -> bool:
   return '://' not in path
 
 
-def _split(export_dir: Text):
-  export_dir = export_dir.rstrip('/') or export_dir
-  parent, name = os.path.split(export_dir)
-  if not name:
+def normalize_dir(export_dir: Any) -> Text:
+  """`export_dir` as text without a trailing separator.
+
+  Args:
+    export_dir: A `str`, `bytes` or `os.PathLike` path.
+
+  Returns:
+    The path as `str`.
+
+  Raises:
+    ExportWriteError: It is empty or not a path.
+  """
+  try:
+    path = os.fsdecode(export_dir)
+  except TypeError as e:
     raise export_errors.ExportWriteError(
-        'Cannot export to {!r}: not a directory name.'.format(export_dir)
-    )
-  return parent or '.', name
+        'export_dir must be a str, bytes or os.PathLike path, got {!r}.'
+        .format(export_dir)) from e
+  stripped = path.rstrip('/') or path
+  if not stripped or stripped.endswith('://'):
+    raise export_errors.ExportWriteError(
+        'Cannot export to {!r}: not a directory name.'.format(path))
+  return stripped
 
 
-def _unique() -> Text:
-  return '{}-{}-{}'.format(_HOST, os.getpid(), uuid.uuid4().hex[:12])
-
-
-def new_staging_dir(export_dir: Text) -> Text:
-  """Creates and returns a fresh hidden staging sibling of `export_dir`."""
-  parent, name = _split(export_dir)
-  tf.io.gfile.makedirs(parent)
-  staging = os.path.join(parent, '.{}.tmp-{}'.format(name, _unique()))
-  tf.io.gfile.makedirs(staging)
-  return staging
+def versions_dir(export_dir: Text) -> Text:
+  return os.path.join(export_dir, VERSIONS_DIRNAME)
 
 
 def discard(path: Optional[Text]) -> None:
@@ -110,13 +187,27 @@ def discard(path: Optional[Text]) -> None:
 
 
 def list_files(root: Text) -> List[Text]:
-  """Relative paths (with `/`) of all files under `root`, sorted."""
+  """Relative paths (with `/`) of the files under `root`, sorted.
+
+  `root`'s own `.policy_versions` directory is left out: it holds versions,
+  not files of the export.
+
+  Args:
+    root: A directory.
+
+  Returns:
+    The sorted relative paths.
+  """
   files = []
   # TensorFlow's `ram://` file system lists by name prefix: the listing of
   # `ram://x/policy` also shows entries of a sibling `ram://x/policy_1` (as
   # `_1`), which do not exist under `root`.
   confirm = not is_local(root)
+  skip = versions_dir(root.rstrip('/'))
   for dirname, _, filenames in tf.io.gfile.walk(root):
+    dirname = dirname.rstrip('/')
+    if dirname == skip or dirname.startswith(skip + '/'):
+      continue
     rel_dir = os.path.relpath(dirname, root) if dirname != root else ''
     for filename in filenames:
       if confirm and not tf.io.gfile.exists(os.path.join(dirname, filename)):
@@ -193,7 +284,7 @@ def read_manifest(export_dir: Text) -> Optional[Dict[Text, Any]]:
   """Returns the manifest of a complete export, None if it has none.
 
   Args:
-    export_dir: An export directory.
+    export_dir: An export or version directory.
 
   Returns:
     The manifest dict, or None for an export without a manifest (e.g.
@@ -201,7 +292,7 @@ def read_manifest(export_dir: Text) -> Optional[Dict[Text, Any]]:
 
   Raises:
     NotAnExportError: The manifest exists but the completion marker does not
-      (an interrupted non-atomic publish).
+      (an interrupted copy).
     ManifestMismatchError: Manifest and marker disagree, or the manifest is
       not valid JSON.
   """
@@ -245,33 +336,37 @@ def read_manifest(export_dir: Text) -> Optional[Dict[Text, Any]]:
 
 
 def check_manifest(export_dir: Text) -> Optional[Dict[Text, Any]]:
-  """Checks every file of `export_dir` against its manifest.
+  """Checks every file the manifest of `export_dir` lists.
+
+  Files the manifest does not list (e.g. added by a user or a tool after
+  the save) do not fail the check: `uncovered_files` lists them.
 
   Args:
-    export_dir: An export directory.
+    export_dir: An export or version directory.
 
   Returns:
     The manifest, or None if the export has none.
 
   Raises:
     NotAnExportError, ManifestMismatchError: as `read_manifest`, or when a
-      file is missing, extra, or differs in size or sha256 (the message names
+      listed file is missing or differs in size or sha256 (the message names
       the file). Data shards are checked by size only here; TensorFlow checks
       their tensors' CRC32C when it restores them (see `write_manifest`).
   """
   manifest = read_manifest(export_dir)
   if manifest is None:
     return None
-  present = set(list_files(export_dir)) - {MANIFEST_FILENAME, COMPLETE_MARKER}
   for rel, entry in sorted(manifest['files'].items()):
-    if rel not in present:
+    path = os.path.join(export_dir, rel)
+    try:
+      size = tf.io.gfile.stat(path).length
+    except tf.errors.NotFoundError:
       raise export_errors.ManifestMismatchError(
           '{}: file {} listed in {} is missing.'.format(
               export_dir, rel, MANIFEST_FILENAME
           )
-      )
-    path = os.path.join(export_dir, rel)
-    if tf.io.gfile.stat(path).length != entry.get('size'):
+      ) from None
+    if size != entry.get('size'):
       raise export_errors.ManifestMismatchError(
           '{}: file {} has the wrong size.'.format(export_dir, rel)
       )
@@ -283,120 +378,277 @@ def check_manifest(export_dir: Text) -> Optional[Dict[Text, Any]]:
               export_dir, rel, MANIFEST_FILENAME
           )
       )
-  extra = sorted(present - set(manifest['files']))
-  if extra:
-    raise export_errors.ManifestMismatchError(
-        '{}: file {} is not listed in {}.'.format(
-            export_dir, extra[0], MANIFEST_FILENAME
-        )
-    )
   return manifest
 
 
-def publish(staging: Text, export_dir: Text) -> Optional[Text]:
-  """Makes the complete export in `staging` visible as `export_dir`.
+def uncovered_files(export_dir: Text, manifest: Dict[Text, Any]) -> List[Text]:
+  """Files in `export_dir` that `manifest` does not list, sorted."""
+  present = set(list_files(export_dir)) - {MANIFEST_FILENAME, COMPLETE_MARKER}
+  return sorted(present - set(manifest['files']))
+
+
+# ----------------------------------------------------------------- reading
+
+
+@dataclasses.dataclass(frozen=True)
+class Version:
+  """One published version of an export, as a reader resolved it.
+
+  Attributes:
+    export_dir: The directory the reader was given.
+    path: The directory every file of this version is read from: the
+      version's directory in `.policy_versions/`, or `export_dir` itself for
+      an export without versions (upstream's, or a copy without them).
+    version_id: The version's identity (changes with every publish), or None
+      for an export without versions.
+    seq: The publish sequence number (None without versions).
+    kind: `'full'`, `'variables_only'` or `'checkpoint'` (None if unknown).
+    train_step: The train step the saver recorded (None if unknown).
+  """
+
+  export_dir: Text
+  path: Text
+  version_id: Optional[Text] = None
+  seq: Optional[int] = None
+  kind: Optional[Text] = None
+  train_step: Optional[int] = None
+
+
+def _read_pointer(export_dir: Text) -> Optional[Dict[Text, Any]]:
+  """The parsed `CURRENT` pointer; None if absent; {} if unreadable."""
+  path = os.path.join(versions_dir(export_dir), POINTER_FILENAME)
+  try:
+    with tf.io.gfile.GFile(path, 'rb') as f:
+      data = f.read()
+  except tf.errors.NotFoundError:
+    return None
+  try:
+    pointer = json.loads(data.decode('utf-8'))
+    if _VERSION_NAME.match(str(pointer.get('version'))):
+      return pointer
+  except (ValueError, UnicodeDecodeError, AttributeError):
+    pass
+  return {}  # Being rewritten in place (object stores), or damaged.
+
+
+def version_id(export_dir: Text) -> Optional[Text]:
+  """The current version's identity from one small read; None if none.
 
   Args:
-    staging: A staging directory from `new_staging_dir`, manifest written.
-    export_dir: The export directory.
+    export_dir: An export directory.
 
   Returns:
-    The version directory this publish replaced (local only), else None.
+    The version id, or None when `export_dir` has no versions (or its
+    pointer is being rewritten right now).
+  """
+  pointer = _read_pointer(normalize_dir(export_dir))
+  return pointer.get('version') if pointer else None
+
+
+def current_version(export_dir: Text) -> Version:
+  """Resolves the version a reader should read, with one small read.
+
+  Args:
+    export_dir: An export or checkpoint directory (any `tf.io.gfile` path).
+
+  Returns:
+    The current `Version`.
 
   Raises:
-    ExportWriteError: `export_dir` is an existing file.
+    ExportNotFoundError: `export_dir` does not exist.
+    NotAnExportError: Its pointer stays unreadable, or names a version that
+      is not there.
   """
-  if tf.io.gfile.exists(export_dir) and not tf.io.gfile.isdir(export_dir):
-    raise export_errors.ExportWriteError(
-        'Cannot export to {}: it is an existing file.'.format(export_dir)
-    )
-  if is_local(export_dir):
-    return _publish_local(staging, export_dir)
-  _publish_copy(staging, export_dir)
+  export_dir = normalize_dir(export_dir)
+  for _ in range(_READ_ATTEMPTS):
+    pointer = _read_pointer(export_dir)
+    if pointer is None:
+      pointer = _newest_complete(export_dir)
+    if pointer is None:
+      if not tf.io.gfile.exists(export_dir):
+        raise export_errors.ExportNotFoundError(
+            '{}: no such file or directory.'.format(export_dir))
+      return Version(export_dir=export_dir, path=export_dir)
+    if pointer:
+      path = os.path.join(versions_dir(export_dir), pointer['version'])
+      if tf.io.gfile.exists(os.path.join(path, COMPLETE_MARKER)):
+        return Version(
+            export_dir=export_dir, path=path, version_id=pointer['version'],
+            seq=int(pointer.get('seq', 0)), kind=pointer.get('kind'),
+            train_step=pointer.get('train_step'))
+    time.sleep(_RETRY_SECONDS)  # Pointer or version changing under us.
+  raise export_errors.NotAnExportError(
+      '{}: {}/{} does not name a complete version (no {} marker).'.format(
+          export_dir, VERSIONS_DIRNAME, POINTER_FILENAME, COMPLETE_MARKER))
+
+
+def _newest_complete(export_dir: Text) -> Optional[Dict[Text, Any]]:
+  """A pointer to the newest complete version, for a lost `CURRENT`."""
+  for name in reversed(_version_names(export_dir)):
+    path = os.path.join(versions_dir(export_dir), name)
+    if tf.io.gfile.exists(os.path.join(path, COMPLETE_MARKER)):
+      return {'version': name,
+              'seq': int(_VERSION_NAME.match(name).group('seq'))}
   return None
 
 
-def _publish_local(staging: Text, export_dir: Text) -> Optional[Text]:
-  """Publishes by switching the `export_dir` symlink; undone on failure.
+def is_retired(version: Version) -> bool:
+  """Whether `version` was retired (or is being removed) since resolved."""
+  if version.version_id is None:
+    return False
+  return not tf.io.gfile.exists(os.path.join(version.path, COMPLETE_MARKER))
 
-  If a step fails, the version directory and link made so far are removed
-  and a real `export_dir` moved aside is moved back, so the previous export
-  stays where it was and nothing is left behind (the caller discards
-  `staging` if it was not renamed).
+
+def read_consistent(
+    export_dir: Text, read: Callable[[Version], _T]
+) -> _T:
+  """Runs `read(version)` on the current version, again if it was retired.
 
   Args:
-    staging: The complete staging directory.
-    export_dir: The export directory.
+    export_dir: An export or checkpoint directory.
+    read: Reads every file it needs from `version.path`.
 
   Returns:
-    The version directory the link pointed to before, or None.
+    What `read` returned.
+
+  Raises:
+    Whatever `current_version` or `read` raised, unless `read` failed
+    because its version was retired while it read (then it runs again on
+    the new current version).
   """
-  parent, name = _split(export_dir)
-  export_dir = os.path.join(parent, name)
-  unique = _unique()
-  version = os.path.join(parent, '.{}.v-{}'.format(name, unique))
-  link = os.path.join(parent, '.{}.lnk-{}'.format(name, unique))
-  os.rename(staging, version)
-  moved_aside = None
-  try:
-    os.symlink(os.path.basename(version), link)
-    previous = None
-    if os.path.islink(export_dir):
-      previous = os.path.join(parent, os.readlink(export_dir))
-    elif os.path.isdir(export_dir):
-      aside = os.path.join(parent, '.{}.old-{}'.format(name, unique))
-      try:
-        os.rename(export_dir, aside)
-        moved_aside = aside
-      except FileNotFoundError:
-        pass  # Another writer moved it first.
-    os.replace(link, export_dir)
-  except BaseException:
-    if moved_aside is not None and not os.path.lexists(export_dir):
-      try:
-        os.rename(moved_aside, export_dir)
-      except OSError:
-        pass  # Left for `cleanup`; nothing better can be done here.
+  for attempt in range(_READ_ATTEMPTS):
+    version = current_version(export_dir)
     try:
-      if os.path.lexists(link):
-        os.remove(link)
-    except OSError:
-      pass
-    discard(version)
+      return read(version)
+    except Exception:  # pylint: disable=broad-except
+      if attempt + 1 == _READ_ATTEMPTS or not is_retired(version):
+        raise
+  raise AssertionError('unreachable')
+
+
+# ----------------------------------------------------------------- writing
+
+
+def _foreign_files(export_dir: Text, names: Iterable[Text],
+                   owned: Set[Text]) -> List[Text]:
+  """Which of `names` exist at the top of `export_dir` but are not `owned`."""
+  return sorted(
+      rel for rel in names
+      if rel not in owned and tf.io.gfile.exists(os.path.join(export_dir, rel))
+  )
+
+
+def _manifest_files(directory: Text) -> Set[Text]:
+  """Files a valid manifest in `directory` lists, with itself and marker."""
+  try:
+    manifest = read_manifest(directory)
+  except export_errors.ExportError:
+    return set()
+  if not manifest:
+    return set()
+  return set(manifest['files']) | {MANIFEST_FILENAME, COMPLETE_MARKER}
+
+
+def _version_names(export_dir: Text) -> List[Text]:
+  try:
+    children = tf.io.gfile.listdir(versions_dir(export_dir))
+  except tf.errors.NotFoundError:
+    return []
+  names = [c.rstrip('/') for c in children]
+  # `ram://` lists by prefix (see `list_files`): keep real entries only.
+  return sorted(n for n in names if _VERSION_NAME.match(n))
+
+
+def _published_at(path: Text) -> float:
+  """When the version in `path` was published (0 if unknown)."""
+  try:
+    manifest = read_manifest(path)
+  except export_errors.ExportError:
+    return 0.0
+  return float((manifest or {}).get('published_at', 0.0))
+
+
+def owned_files(export_dir: Text) -> Set[Text]:
+  """Top-level names the saver wrote into `export_dir` (any version)."""
+  owned = _manifest_files(export_dir)
+  for name in _version_names(export_dir):
+    owned |= _manifest_files(os.path.join(versions_dir(export_dir), name))
+  return owned
+
+
+def _refuse(export_dir: Text, foreign: List[Text]) -> None:
+  shown = ', '.join(foreign[:5]) + (
+      ' and {} more'.format(len(foreign) - 5) if len(foreign) > 5 else '')
+  raise export_errors.ExportWriteError(
+      'Cannot export to {}: it holds files this saver did not write and '
+      'never overwrites: {}. Remove them or choose another directory.'
+      .format(export_dir, shown))
+
+
+def _temporary(target: Text) -> Text:
+  """A hidden temporary name beside `target`, naming this writer."""
+  return os.path.join(
+      os.path.dirname(target), '.{}.tmp-{}-{}-{}'.format(
+          os.path.basename(target), _HOST, os.getpid(), uuid.uuid4().hex[:12]))
+
+
+def _link_or_copy(source: Text, target: Text) -> None:
+  """Puts `source`'s content at `target`; atomic replace on local disks."""
+  if not is_local(target):
+    # Removed first: some file systems (e.g. `ram://`) do not truncate a
+    # file overwritten by `copy`.
+    if tf.io.gfile.exists(target):
+      tf.io.gfile.remove(target)
+    tf.io.gfile.copy(source, target)
+    return
+  if os.path.exists(target) and os.path.samefile(source, target):
+    return  # Already there (renaming a hard link onto itself does nothing).
+  temporary = _temporary(target)
+  try:
+    try:
+      os.link(source, temporary)
+    except OSError:  # No hard links here (some network or FUSE mounts).
+      shutil.copyfile(source, temporary)
+    os.replace(temporary, target)
+  except BaseException:
+    if os.path.lexists(temporary):
+      os.remove(temporary)
     raise
-  return previous
 
 
-def _publish_copy(staging: Text, export_dir: Text) -> None:
-  """Publishes on file systems without atomic rename; marker moved last."""
-  tf.io.gfile.makedirs(export_dir)
-  marker = os.path.join(export_dir, COMPLETE_MARKER)
-  if tf.io.gfile.exists(marker):
-    tf.io.gfile.remove(marker)
-  new_files = [f for f in list_files(staging) if f != COMPLETE_MARKER]
-  for rel in new_files:
-    source = os.path.join(staging, rel)
-    target = os.path.join(export_dir, rel)
-    tf.io.gfile.makedirs(os.path.dirname(target))
-    _replace_file(source, target)
-  for rel in set(list_files(export_dir)) - set(new_files) - {COMPLETE_MARKER}:
-    tf.io.gfile.remove(os.path.join(export_dir, rel))
-  _replace_file(os.path.join(staging, COMPLETE_MARKER), marker)
-  discard(staging)
+def _mirror_order(rel: Text) -> int:
+  # Data shards before the index that names them; the manifest and marker
+  # (which tell this repository's readers the top level is whole) last.
+  if rel == COMPLETE_MARKER:
+    return 4
+  if rel == MANIFEST_FILENAME:
+    return 3
+  if is_data_shard(rel):
+    return 0
+  return 1 if rel.startswith(tf.saved_model.VARIABLES_DIRECTORY + '/') else 2
 
 
-def _replace_file(source: Text, target: Text) -> None:
-  # Removed first: some file systems (e.g. `ram://`) do not truncate a file
-  # overwritten by `copy`.
-  if tf.io.gfile.exists(target):
-    tf.io.gfile.remove(target)
-  tf.io.gfile.copy(source, target)
+class _Lock(object):
+  """An exclusive `flock` on a local file; does nothing elsewhere."""
+
+  def __init__(self, path: Text):
+    self._path = path
+    self._file = None
+
+  def __enter__(self):
+    if fcntl is not None and is_local(self._path):
+      self._file = open(self._path, 'a')
+      fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
+    return self
+
+  def __exit__(self, *unused_exc):
+    if self._file is not None:
+      self._file.close()  # Releases the lock.
+      self._file = None
 
 
 def _writer_dead(host: Text, pid: int) -> bool:
-  if host != _HOST:
-    return False
-  if pid == os.getpid():
+  if host != _HOST or pid == os.getpid():
     return False
   try:
     os.kill(pid, 0)
@@ -407,49 +659,234 @@ def _writer_dead(host: Text, pid: int) -> bool:
   return False
 
 
-def cleanup(export_dir: Text, keep: Iterable[Optional[Text]] = ()) -> None:
-  """Removes stale leftovers of earlier saves next to `export_dir`.
+class Publication(object):
+  """One `save` or `save_checkpoint` into `export_dir`.
 
-  Args:
-    export_dir: The export directory.
-    keep: Paths that must survive (e.g. the version just replaced).
+  Usage: `p = Publication(export_dir, names)`, write every file of the new
+  version into `p.staging`, then `p.commit(extra)`; `p.abort()` on failure.
+
+  Attributes:
+    export_dir: The export directory (never renamed or removed).
+    previous: The version current when the publication started, or None.
+    staging: The new version's directory, to be filled by the caller.
   """
-  parent, name = _split(export_dir)
-  keep_names = {os.path.basename(p.rstrip('/')) for p in keep if p}
-  if is_local(export_dir) and os.path.islink(os.path.join(parent, name)):
-    keep_names.add(os.path.basename(os.readlink(os.path.join(parent, name))))
-  try:
-    children = tf.io.gfile.listdir(parent)
-  except tf.errors.NotFoundError:
-    return
-  now = time.time()
-  for child in children:
-    child = child.rstrip('/')
-    match = _LEFTOVER.match(child)
-    if not match or match.group('name') != name or child in keep_names:
-      continue
-    path = os.path.join(parent, child)
-    kind = match.group('kind')
-    host, pid = match.group('host'), int(match.group('pid'))
-    own = host == _HOST and pid == os.getpid()
+
+  def __init__(self, export_dir: Any, names: Iterable[Text] = ()):
+    """Checks `export_dir` and creates the new version's directory.
+
+    Args:
+      export_dir: The export directory (`str`, `bytes` or path-like).
+      names: Top-level files the new version will have, as far as known
+        before writing: checked now so a refusal writes nothing.
+
+    Raises:
+      ExportWriteError: `export_dir` is a file, or holds files the saver did
+        not write under names the export needs.
+    """
+    self.export_dir = normalize_dir(export_dir)
+    if tf.io.gfile.exists(self.export_dir) and not tf.io.gfile.isdir(
+        self.export_dir):
+      raise export_errors.ExportWriteError(
+          'Cannot export to {}: it is an existing file.'.format(
+              self.export_dir))
+    self._owned = owned_files(self.export_dir)
+    foreign = _foreign_files(self.export_dir, names, self._owned)
+    if foreign:
+      _refuse(self.export_dir, foreign)
+    # Directories this publication creates, removed again by `abort` if
+    # they are still empty then.
+    self._created = [d for d in (self.export_dir,
+                                 versions_dir(self.export_dir))
+                     if not tf.io.gfile.exists(d)]
     try:
-      if is_local(path):
-        # lstat: a dangling `.lnk-` symlink must still be cleaned up.
-        age = now - os.lstat(path).st_mtime
-      else:
-        age = now - tf.io.gfile.stat(path).mtime_nsec / 1e9
-    except (OSError, tf.errors.NotFoundError):
-      continue
-    if kind in ('v', 'old'):
-      stale = own or _writer_dead(host, pid) or age > _VERSION_GRACE_SECONDS
-    else:
-      stale = _writer_dead(host, pid) or age > _STAGING_GRACE_SECONDS
-    if not stale:
-      continue
-    if kind == 'lnk':
+      self.previous = current_version(self.export_dir)
+    except export_errors.ExportError:
+      self.previous = None
+    seqs = [int(_VERSION_NAME.match(n).group('seq'))
+            for n in _version_names(self.export_dir)]
+    if self.previous is not None and self.previous.seq:
+      seqs.append(self.previous.seq)
+    self.seq = max(seqs, default=0) + 1
+    self.version_id = 'v-{:08d}-{}-{}-{}'.format(
+        self.seq, _HOST, os.getpid(), uuid.uuid4().hex[:12])
+    self.staging = os.path.join(versions_dir(self.export_dir),
+                                self.version_id)
+    tf.io.gfile.makedirs(self.staging)
+
+  def previous_files(self) -> Dict[Text, Text]:
+    """Files of the previous version this saver wrote: `{rel: path}`."""
+    if self.previous is None:
+      return {}
+    listed = _manifest_files(self.previous.path) - {MANIFEST_FILENAME,
+                                                    COMPLETE_MARKER}
+    return {rel: os.path.join(self.previous.path, rel) for rel in listed}
+
+  def carry(self, rel: Text, source: Text) -> None:
+    """Puts an unchanged file of the previous version into the new one."""
+    target = os.path.join(self.staging, rel)
+    tf.io.gfile.makedirs(os.path.dirname(target))
+    _link_or_copy(source, target)
+
+  def abort(self) -> None:
+    """Removes the new version and the directories made for it, if empty."""
+    discard(self.staging)
+    for directory in reversed(self._created):
       try:
-        os.remove(path)
-      except OSError:
+        if not tf.io.gfile.listdir(directory):
+          tf.io.gfile.rmtree(directory)
+      except (tf.errors.OpError, OSError):
         pass
-    else:
+
+  def commit(self, extra: Dict[Text, Any]) -> Dict[Text, Any]:
+    """Completes the new version and makes it current.
+
+    Args:
+      extra: Fields for the manifest and pointer (`kind`, `train_step`).
+
+    Returns:
+      The manifest written.
+
+    Raises:
+      ExportWriteError: A file the saver did not write has a name the new
+        version needs (the new version is removed; nothing else changed).
+      OSError, tf.errors.OpError: Writing failed.
+    """
+    fields = dict(extra, version=self.version_id, seq=self.seq,
+                  published_at=time.time())
+    manifest = write_manifest(self.staging, fields)
+    files = sorted(manifest['files']) + [MANIFEST_FILENAME, COMPLETE_MARKER]
+    foreign = _foreign_files(self.export_dir, files, self._owned)
+    if foreign:
+      self.abort()
+      _refuse(self.export_dir, foreign)
+    pointer = {k: fields.get(k) for k in ('version', 'seq', 'kind',
+                                          'train_step')}
+    with _Lock(os.path.join(versions_dir(self.export_dir), _LOCK_FILENAME)):
+      # The pointer switches last: if mirroring fails, or the writer is
+      # killed, this repository's readers stay on the previous version.
+      try:
+        self._mirror(self.staging, files, self._owned)
+        self._write_pointer(pointer)
+      except BaseException:
+        self._restore_top_level(files)
+        raise
+      try:
+        self._remove_leftovers()
+      except (OSError, tf.errors.OpError) as e:
+        logging.warning('Could not remove old versions in %s: %s',
+                        self.export_dir, export_errors.one_line(e))
+    return manifest
+
+  def _restore_top_level(self, new_files: List[Text]) -> None:
+    """Puts the previous version back at the top level, as far as possible."""
+    previous = self.previous
+    if previous is None or previous.version_id is None:
+      return
+    try:
+      files = sorted(_manifest_files(previous.path))
+      self._mirror(previous.path, files, self._owned | set(new_files))
+    except (OSError, tf.errors.OpError) as e:
+      logging.warning('Could not restore the top level of %s: %s',
+                      self.export_dir, export_errors.one_line(e))
+
+  def _write_pointer(self, pointer: Dict[Text, Any]) -> None:
+    # Written aside, then renamed over the old one: atomic on local disks
+    # and `ram://`; on object stores a rename is a copy, and the new object
+    # appears whole.
+    path = os.path.join(versions_dir(self.export_dir), POINTER_FILENAME)
+    temporary = _temporary(path)
+    try:
+      with tf.io.gfile.GFile(temporary, 'wb') as f:
+        f.write(json.dumps(pointer, sort_keys=True).encode('utf-8'))
+      tf.io.gfile.rename(temporary, path, overwrite=True)
+    except BaseException:
+      if tf.io.gfile.exists(temporary):
+        tf.io.gfile.remove(temporary)
+      raise
+
+  def _mirror(self, source: Text, files: List[Text],
+              owned: Set[Text]) -> None:
+    """Makes the top of `export_dir` the version in `source`.
+
+    Args:
+      source: The version's directory.
+      files: The version's files (manifest and marker included).
+      owned: Top-level files the saver wrote; those not in `files` go.
+    """
+    top_marker = os.path.join(self.export_dir, COMPLETE_MARKER)
+    if not is_local(self.export_dir) and tf.io.gfile.exists(top_marker):
+      tf.io.gfile.remove(top_marker)  # Copies below are not atomic.
+    for dirname, _, _ in tf.io.gfile.walk(source):
+      # Empty ones too (e.g. `assets/`, as upstream's layout has it).
+      rel = os.path.relpath(dirname.rstrip('/'), source)
+      tf.io.gfile.makedirs(os.path.normpath(
+          os.path.join(self.export_dir, rel)))
+    for rel in sorted(files, key=lambda r: (_mirror_order(r), r)):
+      target = os.path.join(self.export_dir, rel)
+      tf.io.gfile.makedirs(os.path.dirname(target))
+      _link_or_copy(os.path.join(source, rel), target)
+    for rel in sorted(owned - set(files)):
+      path = os.path.join(self.export_dir, rel)
+      if tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path):
+        tf.io.gfile.remove(path)
+
+  def _remove_leftovers(self) -> None:
+    """Retires old versions; removes what dead writers left behind."""
+    self._retire_old_versions()
+    if not is_local(self.export_dir):
+      return
+    directories = {versions_dir(self.export_dir)} | {
+        os.path.dirname(os.path.join(self.export_dir, rel))
+        for rel in self._owned}
+    for directory in sorted(directories):
+      try:
+        children = os.listdir(directory)
+      except OSError:
+        continue
+      for child in children:
+        match = _TEMPORARY_NAME.match(child)
+        if match and _writer_dead(match.group('host'),
+                                  int(match.group('pid'))):
+          try:
+            os.remove(os.path.join(directory, child))
+          except OSError:
+            pass
+
+  def _retire_old_versions(self) -> None:
+    """Removes old complete versions and abandoned incomplete ones."""
+    complete, now = [], time.time()
+    for name in _version_names(self.export_dir):
+      path = os.path.join(versions_dir(self.export_dir), name)
+      match = _VERSION_NAME.match(name)
+      if tf.io.gfile.exists(os.path.join(path, COMPLETE_MARKER)):
+        complete.append((int(match.group('seq')), name))
+        continue
+      if name == self.version_id:
+        continue
+      try:
+        mtime = tf.io.gfile.stat(path).mtime_nsec / 1e9
+      except tf.errors.NotFoundError:
+        continue
+      age = now - mtime if mtime else 0.0  # Unknown (0): not abandoned.
+      if (_writer_dead(match.group('host'), int(match.group('pid')))
+          or age > _ABANDONED_SECONDS):
+        discard(path)
+    # Keep this version, anything newer (another writer's), the newest
+    # `_KEEP_PREVIOUS_VERSIONS` older ones, and any that stopped being
+    # current (its successor was published) less than
+    # `_RETIRE_AFTER_SECONDS` ago.
+    older = sorted((c for c in complete if c[0] < self.seq), reverse=True)
+    superseded_at = now
+    for index, (_, name) in enumerate(older):
+      path = os.path.join(versions_dir(self.export_dir), name)
+      recent = now - superseded_at < _RETIRE_AFTER_SECONDS
+      superseded_at = _published_at(path)
+      if index < _KEEP_PREVIOUS_VERSIONS or recent:
+        continue
+      # The marker goes first: readers of this version then know to start
+      # again (`read_consistent`).
+      try:
+        tf.io.gfile.remove(os.path.join(path, COMPLETE_MARKER))
+      except tf.errors.NotFoundError:
+        continue
       discard(path)

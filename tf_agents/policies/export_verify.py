@@ -3,6 +3,9 @@
 
 New module (upstream has no counterpart). `verify(export_dir)`:
 
+0. resolves the export's current version once (`export_publish`); every
+   check below reads that version, and the top-level files (what plain
+   `tf.saved_model.load(export_dir)` reads) must match it;
 1. checks every file against the export's integrity manifest
    (`export_manifest.json`, see `export_publish`) and reads every tensor of
    the variables, which checks the CRC32C that TensorFlow stores for each in
@@ -18,7 +21,11 @@ New module (upstream has no counterpart). `verify(export_dir)`:
    time (`reference_io.npz`, written without pickle) comparing the outputs.
 
 Problems are collected in a `VerifyReport` rather than raised, except for a
-missing path or a directory that is not an export.
+missing path or a directory that is not an export. Files added beside the
+export after the save are listed (`uncovered_files`), not failed. The
+recorded reference outputs sit in the version with the variables they were
+computed from (`save_checkpoint` drops them), so they never disagree with
+them; a relative path is made absolute before the fresh process starts.
 """
 
 import dataclasses
@@ -72,6 +79,10 @@ class VerifyReport:
     replayed: Names of the signatures whose recorded outputs were replayed.
     train_step: The train step of the loaded export, or None.
     problems: One line per problem found; empty when the export is fine.
+    version: The version checked (`export_publish.Version.version_id`), or
+      None for an export without versions.
+    uncovered_files: Files beside the export that its manifest does not
+      list (added after the save); not a problem.
   """
 
   export_dir: Text
@@ -80,6 +91,8 @@ class VerifyReport:
   replayed: List[Text] = dataclasses.field(default_factory=list)
   train_step: Optional[int] = None
   problems: List[Text] = dataclasses.field(default_factory=list)
+  version: Optional[Text] = None
+  uncovered_files: List[Text] = dataclasses.field(default_factory=list)
 
   @property
   def ok(self) -> bool:
@@ -107,16 +120,35 @@ def check_is_export(export_dir: Text) -> None:
 
 
 def load_checked(export_dir: Text) -> Any:
-  """`tf.saved_model.load` with this package's errors for bad exports.
-
-  Checks the path, the completion marker and manifest (when the export has
-  one), `saved_model.pb` and `policy_specs.pbtxt`, then loads.
+  """`tf.saved_model.load` of the current version, with this package's errors.
 
   Args:
     export_dir: The export directory.
 
   Returns:
-    The loaded object.
+    The loaded object (see `load_current` for its version).
+
+  Raises:
+    As `load_current`.
+  """
+  return load_current(export_dir)[0]
+
+
+def load_current(
+    export_dir: Text,
+) -> Tuple[Any, export_publish.Version]:
+  """Loads the current version of an export, checked, from that version only.
+
+  Resolves the version once (`export_publish.current_version`), checks its
+  completion marker and manifest (when it has one), `saved_model.pb` and
+  `policy_specs.pbtxt`, then loads every file from that version's directory;
+  if the version is retired while it loads, starts again on the new one.
+
+  Args:
+    export_dir: The export directory.
+
+  Returns:
+    `(loaded object, export_publish.Version)`.
 
   Raises:
     ExportNotFoundError: `export_dir` does not exist.
@@ -125,6 +157,12 @@ def load_checked(export_dir: Text) -> Any:
     CorruptExportError: A file cannot be parsed or the load fails; the
       one-line message names the file when known.
   """
+  return export_publish.read_consistent(
+      export_dir, lambda version: (_load_dir(version.path), version))
+
+
+def _load_dir(export_dir: Text) -> Any:
+  """Checks and loads the export whose files are all in `export_dir`."""
   check_is_export(export_dir)
   export_publish.check_manifest(export_dir)
   find_risky_ops(export_dir)  # Parses saved_model.pb.
@@ -391,14 +429,55 @@ def _run_fresh(export_dir: Text, timeout: float) -> Dict[Text, Any]:
   return json.loads(lines[-1])
 
 
+def _top_level_problem(version: export_publish.Version) -> Optional[Text]:
+  """Whether the top of the export differs from its current version."""
+  if version.version_id is None:
+    return None
+  manifest = export_publish.read_manifest(version.path)
+  differing = []
+  copied_shards = False
+  for rel, entry in sorted(manifest['files'].items()):
+    path = os.path.join(version.export_dir, rel)
+    try:
+      size = tf.io.gfile.stat(path).length
+    except tf.errors.NotFoundError:
+      size = None
+    if size != entry.get('size') or (
+        'sha256' in entry
+        and export_publish.file_sha256(path)['sha256'] != entry['sha256']):
+      differing.append(rel)
+    elif 'sha256' not in entry and not (
+        export_publish.is_local(path)
+        and os.path.samefile(path, os.path.join(version.path, rel))):
+      copied_shards = True  # Not the version's own file: read its tensors.
+  if not differing and copied_shards:
+    problem = variables_problem(version.export_dir)
+    if problem is not None:
+      differing.append(problem)
+  if not differing:
+    return None
+  return ('{}: the top-level files differ from the current version {}: {} '
+          '(a publish was interrupted or a file was changed; the next save '
+          'repairs them; readers of this repository read the version).'
+          .format(version.export_dir, version.version_id,
+                  ', '.join(differing[:5])))
+
+
 def verify(
     export_dir: Text, fresh_process: bool = True, timeout: float = 300.0
 ) -> VerifyReport:
   """Checks an export: manifest, risky ops, fresh-process load and replay.
 
+  The current version is resolved once and every check reads it; for an
+  export with versions, the top-level files (what plain
+  `tf.saved_model.load(export_dir)` reads) are also compared with it. Files
+  the manifest does not list (added after the save) are listed in
+  `uncovered_files` and are not a problem.
+
   Args:
     export_dir: The export directory (any `tf.io.gfile` path; the fresh
-      process must be able to read it).
+      process must be able to read it; a relative local path is taken from
+      the current directory).
     fresh_process: Whether to load and replay in a fresh process.
     timeout: Seconds the fresh process may take.
 
@@ -409,25 +488,35 @@ def verify(
     ExportNotFoundError: `export_dir` does not exist.
     NotAnExportError: `export_dir` is not a SavedModel directory.
   """
-  check_is_export(export_dir)
-  report = VerifyReport(export_dir=export_dir)
+  if export_publish.is_local(export_dir):
+    export_dir = os.path.abspath(export_dir)
+  version = export_publish.current_version(export_dir)
+  path = version.path
+  check_is_export(path)
+  report = VerifyReport(export_dir=export_dir, version=version.version_id)
   try:
-    if export_publish.check_manifest(export_dir) is not None:
-      problem = variables_problem(export_dir)
+    manifest = export_publish.check_manifest(path)
+    if manifest is not None:
+      problem = variables_problem(path)
       if problem is not None:
         raise export_errors.ManifestMismatchError(
-            '{}: {}.'.format(export_dir, problem))
+            '{}: {}.'.format(path, problem))
       report.manifest = 'ok'
+      report.uncovered_files = export_publish.uncovered_files(
+          export_dir, manifest)
+      top_level = _top_level_problem(version)
+      if top_level is not None:
+        report.problems.append(top_level)
   except export_errors.ExportError as e:
     report.manifest = 'mismatch'
     report.problems.append(str(e))
   try:
-    report.risky_ops = find_risky_ops(export_dir)
+    report.risky_ops = find_risky_ops(path)
   except export_errors.ExportError as e:
     report.problems.append(str(e))
     return report
   if fresh_process and not report.problems:
-    result = _run_fresh(export_dir, timeout)
+    result = _run_fresh(path, timeout)
     report.problems.extend(result.get('problems', []))
     report.replayed = result.get('replayed', [])
     report.train_step = result.get('train_step')

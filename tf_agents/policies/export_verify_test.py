@@ -25,10 +25,8 @@ from tf_agents.policies import saved_policy_cli
 
 
 def _drop_manifest(export_dir):
-  """Removes the integrity manifest, as a hand-edited export would lack it."""
-  for name in (export_publish.MANIFEST_FILENAME,
-               export_publish.COMPLETE_MARKER):
-    os.remove(os.path.join(export_dir, name))
+  """Removes the manifest and versions, as a hand-edited export lacks them."""
+  utils.remove_manifest(export_dir)
 
 
 def _change_reference_outputs(export_dir):
@@ -266,11 +264,15 @@ class ExportVerifyTest(tf.test.TestCase, parameterized.TestCase):
       saver.save(export_dir)
       saver.save(export_dir)
       self.assertEqual('variables_only', saver.last_save_kind)
+      with open(os.path.join(export_dir, export_verify.REFERENCE_IO),
+                'rb') as f:
+        data = np.load(f, allow_pickle=False)
+        self.assertNotEmpty(data.files)
       saver.save_checkpoint(export_dir)
     forbidden.assert_not_called()
-    with open(os.path.join(export_dir, export_verify.REFERENCE_IO), 'rb') as f:
-      data = np.load(f, allow_pickle=False)
-      self.assertNotEmpty(data.files)
+    # The reference outputs described the old variables: dropped.
+    self.assertFalse(os.path.exists(
+        os.path.join(export_dir, export_verify.REFERENCE_IO)))
 
   def _rewrite_manifest(self, export_dir, edit):
     """Applies `edit` to the manifest dict and re-seals it with its marker."""

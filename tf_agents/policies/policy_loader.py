@@ -43,6 +43,7 @@ from typing import Optional, Text
 
 import tensorflow as tf
 
+from tf_agents.policies import export_publish
 from tf_agents.policies import export_verify
 from tf_agents.policies import policy_saver  # pylint: disable=unused-import
 from tf_agents.policies import py_tf_eager_policy  # pylint: disable=unused-import
@@ -58,6 +59,7 @@ _NOT_COPIED = frozenset([
     'export_manifest.json',
     'export_complete',
     'reference_io.npz',
+    export_publish.VERSIONS_DIRNAME,
 ])
 
 
@@ -147,17 +149,27 @@ def materialize_saved_model(
   # Restore the checkpoint into the export's own objects, then write them
   # with the export's object as the checkpoint root, which is the layout
   # `tf.saved_model.load` reads.
-  loaded = export_verify.load_checked(saved_model_path)
+  loaded, version = export_verify.load_current(saved_model_path)
   saved_policy.restore_checkpoint(loaded, checkpoint_path)
   tf.io.gfile.makedirs(output_path)
-  for child in tf.io.gfile.listdir(saved_model_path):
+  # The files of the version just loaded (not what is at the top of
+  # `saved_model_path` now, nor files a user added beside it).
+  for child in tf.io.gfile.listdir(version.path):
     child = child.rstrip('/')
     if child in _NOT_COPIED:
       continue
     _copy_tree(
-        os.path.join(saved_model_path, child),
+        os.path.join(version.path, child),
         os.path.join(output_path, child),
     )
+  if version.version_id is not None:
+    # Files a user or tool added beside the export after the save.
+    manifest = export_publish.read_manifest(version.path)
+    for rel in export_publish.uncovered_files(saved_model_path, manifest):
+      if rel.split('/')[0] not in _NOT_COPIED:
+        target = os.path.join(output_path, rel)
+        tf.io.gfile.makedirs(os.path.dirname(target))
+        tf.io.gfile.copy(os.path.join(saved_model_path, rel), target)
   stored_tflite = os.path.join(
       output_path, tf.saved_model.ASSETS_DIRECTORY,
       saved_policy.TFLITE_MODEL_FILENAME

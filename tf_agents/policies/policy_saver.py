@@ -49,6 +49,11 @@ above (unchanged for names like `network_state_0`) in all three places. With
 spec's names (or by nest paths `0[/<path>]` when some are missing and
 `use_nest_path_signatures=True`).
 
+Input names (spec names, nest paths, `input_fn_and_spec` names) must be
+names TensorFlow accepts for graph nodes: ASCII letters, digits, `_`, `.`,
+`/`, backslash, `>` and `-`, starting with a letter, a digit or `.`; the
+constructor rejects others.
+
 `get_train_step` returns `{'train_step': <value>}` and `get_metadata` returns
 `{<metadata name>: <value>}`.
 
@@ -62,9 +67,13 @@ Fixes relative to upstream
    `action` inputs and `action` outputs (upstream names the same state `''` or
    `0`, `arg_1_...` and `state/...`). Flat inputs whose keys would collide
    after TensorFlow's renaming raise `ValueError`.
-3. With an integer `batch_size`, `get_initial_state` accepts no argument and
-   also that batch size (upstream's takes no argument, so
-   `SavedModelPyTFEagerPolicy.get_initial_state` fails). `0`, which
+3. With an integer `batch_size`, the nested `action` also takes fewer rows
+   (padded to the batch size inside the graph; the flat `action` signature
+   keeps the fixed batch), so upstream's `SavedModelPyTFEagerPolicy` can
+   load such an export (it warms up with a batch of 1); `get_initial_state`
+   accepts no argument and also that batch size (upstream's takes no
+   argument, so `SavedModelPyTFEagerPolicy.get_initial_state` fails). `0`,
+   which
    `SavedModelPyTFEagerPolicy` passes when no batch size is given, also
    selects the fixed batch size; any other value fails with
    `InvalidArgumentError` naming the expected batch size.
@@ -87,8 +96,11 @@ Fixes relative to upstream
    otherwise with select TF ops, and reports which ops needed TF kernels
    (on TF 2.21 a stochastic policy needs e.g. `FlexStringToNumber`, so
    upstream's builtins-only conversion fails).
-8. `batch_size` must be `None` or an integer > 0: `True` is rejected and
-   numpy integers are accepted (upstream: the opposite).
+8. `batch_size` must be `None` or an integer from 1 to 2**31 - 1 (the
+   exported `get_initial_state` takes an int32 `batch_size`): `True` is
+   rejected and numpy integers are accepted (upstream: the opposite).
+   `train_step` must be a scalar integer `tf.Variable` (upstream accepted
+   any variable).
 9. TF1 graph mode (eager execution disabled process-wide) raises
    `NotImplementedError` before any other check, instead of failing later in
    obscure ways. Building under `tf.Graph().as_default()` in a TF2 process
@@ -96,20 +108,27 @@ Fixes relative to upstream
 10. `save_checkpoint` also lists `metadata` at the top of the checkpoint, so a
     SavedModel graph combined with such a checkpoint (as
     `policy_loader.materialize_saved_model` does) loads even with metadata.
-11. Errors name the offending value (policy type, batch size, missing or
-    colliding spec names, train step, metadata key or value, registered
-    name).
-12. Crash-safe publishing (`export_publish`): `save` and `save_checkpoint`
-    write into a hidden staging sibling and publish it in one step; on local
-    file systems `export_dir` becomes a symlink to a hidden version
-    directory, swapped atomically with `os.replace`, so a reader (or a
-    process killed mid-save) sees the previous or the new export, never a
-    mix and never nothing. Other schemes get a completion marker written
-    last. Two writers: the last complete one wins. Leftovers of interrupted
-    saves are removed by the next save. A failed write (e.g. disk full)
-    raises `export_errors.ExportWriteError` naming the directory and leaves
-    the previous export intact. Upstream wrote in place: a killed save left
-    a directory that loaded wrong or not at all.
+11. Errors name the offending value (policy type, batch size, missing,
+    colliding or unusable spec names, train step and its dtype or shape,
+    metadata key or value, registered name) in one line. Bad constructor
+    arguments fail in the constructor, before anything is written; an input
+    name TensorFlow cannot use (e.g. `'0/step type'`) failed upstream in
+    `save` with TensorFlow's error.
+12. Publishing in versions (`export_publish`): `save` and `save_checkpoint`
+    write a complete new version into `export_dir/.policy_versions/`, switch
+    a small pointer to it, then put its files at the top of `export_dir` in
+    upstream's layout. A save never deletes, moves or overwrites a file it
+    did not write (other files stay beside the export; a foreign file under
+    a name the export needs is refused with `ExportWriteError` naming it,
+    before anything is written); `export_dir` may be a mount point or a
+    symbolic link (written through). This repository's readers read one
+    version per load or update, never a mix, even while a writer publishes
+    or after it was killed. A failed write raises
+    `export_errors.ExportWriteError` naming `export_dir` and leaves the
+    previous version current. Upstream wrote in place: a killed save left a
+    directory that loaded wrong or not at all. `save_checkpoint` into a
+    full export keeps its graph and drops its reference outputs (they
+    describe the old weights).
 13. Every export holds `export_manifest.json` (size of every file, sha256
     of every file but the variables' data shards, whose tensors carry the
     CRC32C checksums TensorFlow checks on restore) and `reference_io.npz`
@@ -178,6 +197,19 @@ POLICY_SPECS_PBTXT = 'policy_specs.pbtxt'
 # Largest SavedModel graph (saved_model.pb, fingerprint, assets, specs) kept
 # in memory for the variables-only fast path of `save`.
 _MAX_CACHED_GRAPH_BYTES = 64 << 20
+_FINGERPRINT = 'fingerprint.pb'
+# Top-level files every save / checkpoint writes, checked for files this
+# saver did not write before anything is written (`export_publish`).
+_CHECKPOINT_FILES = (
+    'variables/variables.index',
+    'variables/variables.data-00000-of-00001',
+    export_publish.MANIFEST_FILENAME,
+    export_publish.COMPLETE_MARKER,
+)
+_EXPORT_FILES = _CHECKPOINT_FILES + (
+    'saved_model.pb', _FINGERPRINT, POLICY_SPECS_PBTXT,
+    export_verify.REFERENCE_IO,
+)
 
 InputFnType = Callable[
     [types.NestedTensor], Tuple[types.NestedTensor, types.NestedTensor]
@@ -351,6 +383,24 @@ def _name_problems(groups: Sequence[Tuple[Text, Any]]) -> List[Text]:
   return problems
 
 
+def _true_if_missing_or_collision(spec: Any, seen_names: set) -> bool:
+  """Whether `spec` has no name or one already in `seen_names` (else adds it).
+
+  Kept under upstream's private name: upstream's own tests call it.
+
+  Args:
+    spec: A `TensorSpec`.
+    seen_names: Names of the specs checked so far; updated.
+
+  Returns:
+    True if the name is missing or collides.
+  """
+  if not spec.name or spec.name in seen_names:
+    return True
+  seen_names.add(spec.name)
+  return False
+
+
 def _check_unique_keys(label: Text, keys: Sequence[Text]) -> None:
   """Raises ValueError if `keys` has duplicates."""
   seen = set()
@@ -361,6 +411,58 @@ def _check_unique_keys(label: Text, keys: Sequence[Text]) -> None:
             label, duplicates
         )
     )
+
+
+# TensorFlow names the placeholder of every flat-signature input after its
+# spec, and accepts only graph node names for it (`_VALID_OP_NAME_REGEX` in
+# `tensorflow/python/framework/ops.py`); another name is replaced and `save`
+# then fails. Valid names are then made parameter names (`_signature_key`).
+_INPUT_NAME_START = re.compile(r'[A-Za-z0-9.]')
+_INPUT_NAME_CHAR = re.compile(r'[A-Za-z0-9_.\\/>-]')
+
+
+def _input_name_problem(name: Text) -> Optional[Text]:
+  """Why TensorFlow cannot name a flat-signature input `name`, or None."""
+  if not name:
+    return 'it is empty'
+  if not _INPUT_NAME_START.fullmatch(name[0]):
+    return (
+        'it starts with {!r} (TensorFlow needs an ASCII letter, a digit or '
+        "'.' first)".format(name[0])
+    )
+  bad = [c for c in dict.fromkeys(name) if not _INPUT_NAME_CHAR.fullmatch(c)]
+  if bad:
+    return (
+        'it contains {} (TensorFlow allows only ASCII letters, digits and '
+        "'_./\\>-')".format(', '.join(repr(c) for c in bad))
+    )
+  return None
+
+
+def _check_input_names(groups: Sequence[Tuple[Text, Any]]) -> None:
+  """Raises ValueError if TensorFlow cannot name an input as given.
+
+  Args:
+    groups: `(label, spec_nest)` pairs of a flat signature's inputs, named as
+      they are exported.
+  """
+  problems = []
+  for label, spec in groups:
+    for path, leaf in nest_utils.flatten_with_joined_paths(spec):
+      reason = _input_name_problem(leaf.name)
+      if reason:
+        where = '{}/{}'.format(label, path) if path else label
+        problems.append('{} is named {!r}: {}'.format(where, leaf.name, reason))
+  if problems:
+    raise ValueError(
+        'TensorFlow cannot use these names for inputs of the action '
+        'signature (rename the specs, or the nest keys that nest-path names '
+        'come from): {}.'.format('; '.join(problems))
+    )
+
+
+# The exported `get_initial_state` takes an int32 `batch_size`.
+_MAX_BATCH_SIZE = 2**31 - 1
 
 
 def _validated_batch_size(batch_size: Any) -> Optional[int]:
@@ -378,6 +480,13 @@ def _validated_batch_size(batch_size: Any) -> Optional[int]:
     raise ValueError(
         'batch_size must be None or an integer > 0, got {!r}.'.format(
             batch_size
+        )
+    )
+  if batch_size > _MAX_BATCH_SIZE:
+    raise ValueError(
+        'batch_size must be at most {} (2**31 - 1; the exported '
+        'get_initial_state takes an int32 batch_size), got {!r}.'.format(
+            _MAX_BATCH_SIZE, batch_size
         )
     )
   return int(batch_size)
@@ -450,10 +559,51 @@ def _flat_signature(
 _NO_DEFAULT = object()
 
 
+def _with_batch(spec: Any, batch_size: Optional[int]) -> Any:
+  return tf.TensorSpec([batch_size] + spec.shape.as_list()[1:], spec.dtype,
+                       spec.name)
+
+
+def _padded_call(concrete: Any, batch_size: Optional[int], *args) -> Any:
+  """Calls `concrete`, traced for `batch_size` rows, on at most that many.
+
+  Fewer rows are padded (the last row repeated) to `batch_size` and the
+  outputs cut back, so a fixed-batch export's nested `action` also takes
+  e.g. the batch of 1 that `SavedModelPyTFEagerPolicy` warms up with. The
+  choice is made when tracing, from the static batch dimension.
+
+  Args:
+    concrete: The policy function's concrete function.
+    batch_size: Its fixed batch size, or None.
+    *args: Its arguments (batched nests).
+
+  Returns:
+    Its outputs, with as many rows as the arguments.
+  """
+  leaves = tf.nest.flatten(args)
+  if batch_size is None or not leaves or leaves[0].shape[0] == batch_size:
+    return concrete(*args)
+  rows = tf.shape(leaves[0])[0]
+  check = tf.debugging.assert_less_equal(
+      rows, batch_size, message='This export takes batches of at most '
+      '{} (its fixed batch size).'.format(batch_size))
+  with tf.control_dependencies([check]):
+    missing = batch_size - rows
+
+  def pad(tensor):
+    filler = tf.repeat(tensor[-1:], missing, axis=0)
+    return tf.ensure_shape(tf.concat([tensor, filler], 0),
+                           [batch_size] + tensor.shape.as_list()[1:])
+
+  outputs = concrete(*tf.nest.map_structure(pad, args))
+  return tf.nest.map_structure(lambda t: t[:rows], outputs)
+
+
 def _traced_once(
     fn: Callable[..., Any],
     arg_specs: Tuple[Any, ...],
     default_state: Any = _NO_DEFAULT,
+    fixed_batch_size: Optional[int] = None,
 ) -> Tuple[Any, Any]:
   """Traces `fn` once; returns it wrapped in a `tf.function` calling that trace.
 
@@ -472,6 +622,8 @@ def _traced_once(
     default_state: If given, the returned function takes
       `(time_step, policy_state=default_state)`; otherwise it takes the
       arguments of `arg_specs` (one or two).
+    fixed_batch_size: The batch size of `arg_specs` if fixed: the returned
+      function then also takes fewer rows (see `_padded_call`).
 
   Returns:
     `(the tf.function, the concrete function of fn)`. A flat signature
@@ -482,7 +634,7 @@ def _traced_once(
   if default_state is not _NO_DEFAULT:
 
     def call(time_step, policy_state=default_state):
-      return concrete(time_step, policy_state)
+      return _padded_call(concrete, fixed_batch_size, time_step, policy_state)
 
   elif len(arg_specs) == 1:
 
@@ -492,12 +644,17 @@ def _traced_once(
   else:
 
     def call(time_step, policy_state):  # pylint: disable=function-redefined
-      return concrete(time_step, policy_state)
+      return _padded_call(concrete, fixed_batch_size, time_step, policy_state)
 
   function = _function(call)
-  function.get_concrete_function(*arg_specs)
-  if default_state is not _NO_DEFAULT:
-    function.get_concrete_function(arg_specs[0])  # The same trace.
+  specs = [arg_specs]
+  if fixed_batch_size is not None and len(arg_specs) == 2:
+    specs.append(tf.nest.map_structure(
+        lambda s: _with_batch(s, None), arg_specs))
+  for spec in specs:
+    function.get_concrete_function(*spec)
+    if default_state is not _NO_DEFAULT:
+      function.get_concrete_function(spec[0])  # The same trace.
   return function, concrete
 
 
@@ -552,9 +709,9 @@ class PolicySaver(object):
         which must then be present and unique.
       seed: Seed passed to `policy.action`, making a stochastic policy's
         exported `action` reproducible across reloads. `None` fixes nothing.
-      train_step: Integer `tf.Variable` holding the train step; its value at
-        `save` time is exported. Defaults to a new variable holding -1 (only
-        when executing eagerly).
+      train_step: Scalar integer `tf.Variable` holding the train step; its
+        value at `save` time is exported. Defaults to a new variable holding
+        -1 (only when executing eagerly).
       input_fn_and_spec: Optional `(input_fn, input_spec)`. The exported
         `action` and `distribution` then take one argument matching
         `input_spec`, which `input_fn` maps to `(time_step, policy_state)`.
@@ -567,12 +724,15 @@ class PolicySaver(object):
       NotImplementedError: If eager execution is disabled process-wide (TF1
         graph mode); checked before any other argument.
       TypeError: If `policy` is not a `TFPolicy`, `metadata` is not a dict of
-        str -> `tf.Variable`.
-      ValueError: If `batch_size` is not None or an integer > 0; if
-        `use_nest_path_signatures` is False and a spec of `time_step_spec`,
-        `action_spec`, `policy_state_spec` or `info_spec` has no name or a
-        colliding one; if `train_step` is not a `tf.Variable` (or missing
-        outside eager execution); if a metadata name is empty.
+        str -> `tf.Variable`, or `train_step` is a `tf.Variable` of a
+        non-integer dtype.
+      ValueError: If `batch_size` is not None or an integer from 1 to
+        2**31 - 1; if `use_nest_path_signatures` is False and a spec of
+        `time_step_spec`, `action_spec`, `policy_state_spec` or `info_spec`
+        has no name or a colliding one; if an input of the `action`
+        signature would get a name TensorFlow cannot use (see the module
+        docstring); if `train_step` is not a scalar `tf.Variable` (or
+        missing outside eager execution); if a metadata name is empty.
     """
     if not _eager_enabled_process_wide():
       raise NotImplementedError(
@@ -635,6 +795,14 @@ class PolicySaver(object):
       )
     else:
       action_input_spec = (time_step_names, state_names)
+    _check_input_names(
+        zip(
+            ('input_fn_and_spec[1]',)
+            if input_fn_and_spec is not None
+            else ('time_step_spec', 'policy_state_spec'),
+            action_input_spec,
+        )
+    )
     _check_unique_keys(
         'action signature inputs',
         [_signature_key(s.name) for s in tf.nest.flatten(action_input_spec)],
@@ -678,7 +846,7 @@ class PolicySaver(object):
         # Stateless: callable as action(time_step) and action(time_step, ()).
         default_state = policy.policy_state_spec
       polymorphic_action, action_trace = _traced_once(
-          action_fn, arg_specs, default_state
+          action_fn, arg_specs, default_state, fixed_batch_size=batch_size
       )
       polymorphic_distribution = self._trace_distribution(
           distribution_fn, arg_specs, default_state
@@ -796,8 +964,9 @@ class PolicySaver(object):
       raise ValueError(
           'With use_nest_path_signatures=False every spec of time_step_spec, '
           'action_spec, policy_state_spec and info_spec needs a unique name '
-          '(among the action inputs and among its outputs):\n  '
-          + '\n  '.join(sorted(set(problems)))
+          '(among the action inputs and among its outputs): '
+          + '; '.join(sorted(set(problems)))
+          + '.'
       )
 
   @staticmethod
@@ -823,6 +992,17 @@ class PolicySaver(object):
               train_step, type(train_step).__name__
           )
       )
+    dtype = train_step.dtype.base_dtype
+    if not dtype.is_integer:
+      raise TypeError(
+          'train_step must be an integer tf.Variable, got {!r} of dtype '
+          '{}.'.format(train_step.name, dtype.name)
+      )
+    if train_step.shape.rank != 0:
+      raise ValueError(
+          'train_step must be a scalar tf.Variable, got {!r} of shape '
+          '{}.'.format(train_step.name, train_step.shape)
+      )
     return train_step
 
   @staticmethod
@@ -843,7 +1023,9 @@ class PolicySaver(object):
             )
         )
       if not key:
-        raise ValueError('metadata keys must be non-empty strings, got ''.')
+        raise ValueError(
+            'metadata keys must be non-empty strings, got {!r}.'.format(key)
+        )
       if not isinstance(value, tf.Variable):
         raise TypeError(
             'metadata values must be tf.Variable, got {!r} of type {} for key '
@@ -863,7 +1045,7 @@ class PolicySaver(object):
       return _prefixed_path_names(input_spec, '0')
     raise ValueError(
         'With use_nest_path_signatures=False every spec of input_fn_and_spec '
-        'needs a unique name:\n  ' + '\n  '.join(problems)
+        'needs a unique name: ' + '; '.join(problems) + '.'
     )
 
   @staticmethod
@@ -1172,46 +1354,56 @@ class PolicySaver(object):
     self._graph_files = {'token': self._graph_token(), 'files': files}
 
   def _publish(
-      self, export_dir: Text, write: Callable[[Text], Text]
+      self,
+      export_dir: Any,
+      names: Sequence[Text],
+      write: Callable[[export_publish.Publication], Text],
   ) -> Dict[Text, Any]:
-    """Writes an export with `write(staging)` and publishes it atomically.
+    """Writes a new version with `write(publication)` and publishes it.
 
     Args:
-      export_dir: The export directory.
-      write: Fills the staging directory; returns the kind of save.
+      export_dir: The export directory (`str`, `bytes` or path-like).
+      names: Top-level files the export will have, checked before anything
+        is written (see `export_publish.Publication`).
+      write: Fills `publication.staging`; returns the kind of save.
 
     Returns:
       The manifest written.
 
     Raises:
-      ExportWriteError: Writing or publishing failed (e.g. disk full); any
-        previous export at `export_dir` is left intact.
+      ExportWriteError: `export_dir` holds files this saver did not write
+        under names the export needs, or writing failed (e.g. disk full);
+        the message names `export_dir`, and the previous version stays
+        current.
     """
-    export_dir = os.fspath(export_dir)
-    staging = export_publish.new_staging_dir(export_dir)
+    export_dir = export_publish.normalize_dir(export_dir)
+    publication = None
     try:
-      kind = write(staging)
+      publication = export_publish.Publication(export_dir, names)
+      kind = write(publication)
       extra = {'kind': kind}
       if tf.executing_eagerly():
         extra['train_step'] = int(self._train_step.numpy())
-      manifest = export_publish.write_manifest(staging, extra)
-      previous = export_publish.publish(staging, export_dir)
+      manifest = publication.commit(extra)
+    except export_errors.ExportError:
+      if publication is not None:
+        publication.abort()
+      raise
     except (OSError, tf.errors.OpError) as e:
-      export_publish.discard(staging)
-      first_line = (str(e).strip().splitlines() or [''])[0]
+      if publication is not None:
+        publication.abort()
+      # Name `export_dir`, not the hidden directory of the new version.
+      detail = re.sub(
+          re.escape(export_publish.versions_dir(export_dir)) + r'/[^\s;:,]*',
+          export_dir, export_errors.one_line(e))
       raise export_errors.ExportWriteError(
-          'Could not write the export {}: {}: {}'.format(
-              export_dir, type(e).__name__, first_line
-          )
+          'Could not write the export {}: {}'.format(export_dir, detail)
       ) from e
     except BaseException:
-      export_publish.discard(staging)
+      if publication is not None:
+        publication.abort()
       raise
     self._last_save_kind = kind
-    try:
-      export_publish.cleanup(export_dir, keep=[previous])
-    except (OSError, tf.errors.OpError) as e:
-      logging.warning('Could not clean up next to %s: %s', export_dir, e)
     return manifest
 
   def _reference_recorder(self) -> Callable[[], bytes]:
@@ -1257,22 +1449,26 @@ class PolicySaver(object):
   ) -> None:
     """Writes the SavedModel and `policy_specs.pbtxt` to `export_dir`.
 
-    The export is written into a staging sibling and published atomically
-    (see `export_publish`), replacing any previous export as a whole. When
-    nothing was traced since this saver's last full save and `options` is
-    None, only the variables are serialized anew (`last_save_kind` is
-    `'variables_only'`).
+    The export is published as a new version (see `export_publish`): other
+    files in `export_dir` are kept, files of earlier saves are replaced, and
+    readers of this repository see the previous version or this one, never
+    a mix. When nothing was traced since this saver's last full save and
+    `options` is None, only the variables are serialized anew
+    (`last_save_kind` is `'variables_only'`).
 
     Args:
-      export_dir: Directory to write (any `tf.io.gfile` path).
+      export_dir: Directory to write (any `tf.io.gfile` path; `str`, `bytes`
+        or path-like).
       options: Optional `tf.saved_model.SaveOptions`.
 
     Raises:
-      ExportWriteError: Writing failed; a previous export stays intact.
+      ExportWriteError: `export_dir` holds files this saver did not write
+        under the names of an export, or writing failed; the previous
+        version stays current.
     """
-    export_dir = os.fspath(export_dir)
 
-    def write(staging):
+    def write(publication):
+      staging = publication.staging
       if self._write_variables_only(staging, options):
         kind = 'variables_only'
         reference = self._reference_recorder()()
@@ -1295,7 +1491,7 @@ class PolicySaver(object):
           f.write(reference)
       return kind
 
-    self._publish(export_dir, write)
+    self._publish(export_dir, _EXPORT_FILES, write)
 
   def save_checkpoint(
       self,
@@ -1307,17 +1503,20 @@ class PolicySaver(object):
     The checkpoint can update a loaded export
     (`tf.train.Checkpoint(policy=loaded).read(...)`, as
     `SavedModelPyTFEagerPolicy.update_from_checkpoint` does) or be combined
-    with a saved `saved_model.pb` into a full export. Other files already in
-    `export_dir` are kept; the result is published atomically like `save`.
+    with a saved `saved_model.pb` into a full export. It is published as a
+    new version like `save`. When `export_dir` holds a full export of this
+    saver, its graph files are kept (so it loads with the new variables) and
+    its recorded reference outputs, which describe the old variables, are
+    dropped.
 
     Args:
-      export_dir: Directory to write (any `tf.io.gfile` path).
+      export_dir: Directory to write (any `tf.io.gfile` path; `str`, `bytes`
+        or path-like).
       options: Optional `tf.train.CheckpointOptions`.
 
     Raises:
-      ExportWriteError: Writing failed; a previous export stays intact.
+      ExportWriteError: As `save`.
     """
-    export_dir = os.fspath(export_dir)
     checkpoint = tf.train.Checkpoint(
         policy=self._policy,
         model_variables=self._policy.model_variables,
@@ -1325,23 +1524,15 @@ class PolicySaver(object):
         metadata=self._policy.metadata,
     )
 
-    def write(staging):
+    def write(publication):
       variables_dir = tf.saved_model.VARIABLES_DIRECTORY + '/'
-      if tf.io.gfile.isdir(export_dir):
-        for rel in export_publish.list_files(export_dir):
-          if rel.startswith(variables_dir) or rel in (
-              export_publish.MANIFEST_FILENAME,
-              export_publish.COMPLETE_MARKER,
-          ):
-            continue
-          target = os.path.join(staging, rel)
-          tf.io.gfile.makedirs(os.path.dirname(target))
-          tf.io.gfile.copy(
-              os.path.join(export_dir, rel), target, overwrite=True
-          )
+      for rel, source in publication.previous_files().items():
+        if not rel.startswith(variables_dir) and rel not in (
+            export_verify.REFERENCE_IO, _FINGERPRINT):
+          publication.carry(rel, source)
       checkpoint.write(
           os.path.join(
-              staging,
+              publication.staging,
               tf.saved_model.VARIABLES_DIRECTORY,
               tf.saved_model.VARIABLES_FILENAME,
           ),
@@ -1349,7 +1540,7 @@ class PolicySaver(object):
       )
       return 'checkpoint'
 
-    self._publish(export_dir, write)
+    self._publish(export_dir, _CHECKPOINT_FILES, write)
 
 
 def specs_from_collect_data_spec(

@@ -1,20 +1,20 @@
 # coding=utf-8
-"""Crash-safety tests of PolicySaver: atomic publish, kills, two writers.
+"""Crash-safety tests of PolicySaver: versions, kills, two writers, errors.
 
 The kill test runs a child process that saves a few-MB policy over and over
 into one directory and kills it with SIGKILL at seeded random moments; after
-every kill the directory must load as exactly the previous or the new export,
-and the leftovers of killed writers must be removed by the next writer's
-saves (the test never cleans up itself). It is split into nine test methods
-(`testKill0`..`testKill8`) of `_KILLS_PER_TEST` kills each (different
-seeds), which Bazel's sharding (`shard_count` in BUILD) spreads over shards,
-one kill test per shard.
+every kill the current version (what this repository's readers read) must
+load as exactly the previous or the new export, the leftovers of killed
+writers must be removed by the next writer's saves (the test never cleans up
+itself), and after the last kill one more save must make the top level (what
+plain `tf.saved_model.load` reads) whole again. It is parameterized over
+nine seeds of `_KILLS_PER_TEST` kills each, which Bazel's sharding
+(`shard_count` in BUILD) spreads over shards, one seed per shard.
 """
 
 import errno
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from tf_agents.policies import export_errors
 from tf_agents.policies import export_publish
+from tf_agents.policies import export_verify
 from tf_agents.policies import policy_saver
 from tf_agents.policies import policy_saver_test_utils as utils
 
@@ -46,8 +47,12 @@ _WRITER = textwrap.dedent("""
     os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
     import numpy as np
     import tensorflow as tf
+    from tf_agents.policies import export_publish
     from tf_agents.policies import policy_saver
     from tf_agents.policies import policy_saver_atomic_test as t
+    # Versions are retired as soon as two newer ones exist (no grace), so
+    # the leftovers the test counts are few.
+    export_publish._RETIRE_AFTER_SECONDS = 0.0
 
     export_dir, progress, start, count = sys.argv[1:5]
     start, count = int(start), int(count)
@@ -91,17 +96,22 @@ def set_step(policy, train_step, bases, step):
     variable.assign(base * (1.0 + step / 100.0))
 
 
-def _python_env():
-  env = dict(os.environ)
-  env['PYTHONPATH'] = os.pathsep.join(p for p in sys.path if p)
-  env['TF_CPP_MIN_LOG_LEVEL'] = '2'
-  env['TF_USE_LEGACY_KERAS'] = '1'
-  return env
+
+def _versions(export_dir):
+  """The entries of the export's versions directory but pointer and lock."""
+  directory = export_publish.versions_dir(export_dir)
+  if not os.path.isdir(directory):
+    return []
+  return sorted(c for c in os.listdir(directory)
+                if c not in (export_publish.POINTER_FILENAME, '.lock'))
 
 
-def _siblings(export_dir):
-  parent, name = os.path.split(export_dir)
-  return sorted(c for c in os.listdir(parent) if c.startswith('.' + name + '.'))
+def _temporaries(export_dir):
+  """Hidden temporary files a publish leaves only when killed."""
+  found = []
+  for dirname, _, filenames in os.walk(export_dir):
+    found += [os.path.join(dirname, f) for f in filenames if '.tmp-' in f]
+  return sorted(found)
 
 
 def _train_step_of(export_dir):
@@ -115,10 +125,10 @@ def _read_progress(path):
   return [int(line) for line in lines if line.isdigit()], 'ready' in lines
 
 
-# Most hidden siblings a writer killed after its first save can leave: the
-# version it published last, the one before it (kept for readers still
-# loading it), and an interrupted save's new version directory and symlink.
-_MAX_SIBLINGS_AFTER_A_SAVE = 4
+# Most versions a writer killed after its first save can leave: the current
+# one, the one before it (kept for readers still loading it), and an
+# interrupted save's new version.
+_MAX_VERSIONS_AFTER_A_SAVE = 3
 
 
 class PolicySaverAtomicTest(tf.test.TestCase, parameterized.TestCase):
@@ -128,15 +138,22 @@ class PolicySaverAtomicTest(tf.test.TestCase, parameterized.TestCase):
     super().setUpClass()
     cls._reference = None
 
+  def setUp(self):
+    super().setUp()
+    # As in the writer processes: no grace before a version is retired.
+    self.enter_context(
+        mock.patch.object(export_publish, '_RETIRE_AFTER_SECONDS', 0.0))
+
   def _reference_policy(self):
     if PolicySaverAtomicTest._reference is None:
       PolicySaverAtomicTest._reference = make_large_policy()
     return PolicySaverAtomicTest._reference
 
   def _assert_export_is_step(self, export_dir, allowed_steps):
-    """Loads `export_dir`; checks it is one of `allowed_steps` exactly."""
-    export_publish.check_manifest(export_dir)
-    loaded = tf.saved_model.load(export_dir)
+    """Loads the current version; checks it is one of `allowed_steps`."""
+    path = export_publish.current_version(export_dir).path
+    export_publish.check_manifest(path)
+    loaded = tf.saved_model.load(path)
     step = int(loaded.get_train_step().numpy())
     self.assertIn(step, allowed_steps)
     policy, train_step, bases = self._reference_policy()
@@ -161,7 +178,7 @@ class PolicySaverAtomicTest(tf.test.TestCase, parameterized.TestCase):
           [sys.executable, script, export_dir, progress, str(start),
            str(count)],
           cwd=workdir,
-          env=_python_env(),
+          env=utils.repository_env(),
           stdout=subprocess.DEVNULL,
           stderr=stderr,
       )
@@ -171,28 +188,27 @@ class PolicySaverAtomicTest(tf.test.TestCase, parameterized.TestCase):
       with open(self._stderr_path) as f:
         self.fail('Writer exited early:\n' + f.read()[-3000:])
 
-  def _kill_test(self, seed):
+  @parameterized.parameters(range(9))
+  def testKill(self, seed):
     """Kills `_KILLS_PER_TEST` writers; checks the export after each.
 
     Only the writers' own saves clean up: after a writer has published once,
-    every leftover of the writers killed before it is gone (except the
-    version that was current when it started, which its first save keeps for
-    readers still loading it, and which its second save removes) and at most
-    `_MAX_SIBLINGS_AFTER_A_SAVE` hidden siblings remain.
+    every leftover of the writers killed before it is gone and at most
+    `_MAX_VERSIONS_AFTER_A_SAVE` versions remain.
 
     Args:
       seed: Seeds the kill delays; also selects the train steps written.
     """
-    shard = seed
     rng = random.Random(1234 + seed)
     export_dir = os.path.join(self.create_tempdir().full_path, 'policy')
     verified = None
-    next_step = 1000 * (shard + 1)
+    next_step = 1000 * (seed + 1)
     kill_points = set()
     cleanups_checked = 0
     for kill in range(_KILLS_PER_TEST):
-      before = set(_siblings(export_dir)) if verified is not None else set()
-      current_before = os.readlink(export_dir) if before else None
+      before = set(_versions(export_dir)) if verified is not None else set()
+      current_before = export_publish.version_id(export_dir)
+      temporaries_before = set(_temporaries(export_dir))
       progress = os.path.join(self.create_tempdir().full_path, 'progress')
       open(progress, 'w').close()
       proc = self._start_writer(export_dir, progress, next_step, 10000)
@@ -218,8 +234,8 @@ class PolicySaverAtomicTest(tf.test.TestCase, parameterized.TestCase):
       allowed = {saved[-1], saved[-1] + 1} if saved else {verified, next_step}
       kill_points.add((len(saved), round(delay, 3)))
       verified = self._assert_export_is_step(export_dir, allowed)
-      siblings = set(_siblings(export_dir))
-      self.assertIn(os.readlink(export_dir), siblings)
+      versions = set(_versions(export_dir))
+      self.assertIn(export_publish.version_id(export_dir), versions)
       if saved:
         # This writer's first save (cleanup included) completed: the killed
         # writers' leftovers are gone without any explicit cleanup.
@@ -227,48 +243,30 @@ class PolicySaverAtomicTest(tf.test.TestCase, parameterized.TestCase):
         if len(saved) >= 2:
           removed = before
         self.assertEmpty(
-            removed & siblings,
+            removed & versions,
             'kill %d: leftovers of killed writers survived %d saves: %s' %
-            (kill, len(saved), sorted(siblings)))
+            (kill, len(saved), sorted(versions)))
         self.assertLessEqual(
-            len(siblings), _MAX_SIBLINGS_AFTER_A_SAVE,
-            'kill %d: %s' % (kill, sorted(siblings)))
+            len(versions), _MAX_VERSIONS_AFTER_A_SAVE,
+            'kill %d: %s' % (kill, sorted(versions)))
+        self.assertEmpty(temporaries_before & set(_temporaries(export_dir)))
         if before:
           cleanups_checked += 1
       next_step = verified + 1
     self.assertLen(kill_points, _KILLS_PER_TEST)
     # Odd kills come after a first save that had leftovers to remove.
     self.assertGreaterEqual(cleanups_checked, _KILLS_PER_TEST // 2)
+    # One more save makes the top level whole for plain readers again.
+    policy, train_step, bases = self._reference_policy()
+    set_step(policy, train_step, bases, next_step)
+    policy_saver.PolicySaver(
+        policy, batch_size=None, train_step=train_step).save(export_dir)
+    self.assertEqual(next_step, _train_step_of(export_dir))
+    self.assertEqual([], _temporaries(export_dir))
+    self.assertTrue(export_verify.verify(export_dir, fresh_process=False).ok)
     logging.warning('kill test %d: %d kills survived at %s; %d cleanups '
                     'checked', seed, _KILLS_PER_TEST, sorted(kill_points),
                     cleanups_checked)
-
-  def testKill0(self):
-    self._kill_test(0)
-
-  def testKill1(self):
-    self._kill_test(1)
-
-  def testKill2(self):
-    self._kill_test(2)
-
-  def testKill3(self):
-    self._kill_test(3)
-
-  def testKill4(self):
-    self._kill_test(4)
-
-  def testKill5(self):
-    self._kill_test(5)
-
-  def testKill6(self):
-    self._kill_test(6)
-
-  def testKill7(self):
-    self._kill_test(7)
-
-  def testKill8(self):
-    self._kill_test(8)
 
   def testTwoWritersOneCompleteExportWins(self):
     export_dir = os.path.join(self.create_tempdir().full_path, 'policy')
@@ -284,16 +282,20 @@ class PolicySaverAtomicTest(tf.test.TestCase, parameterized.TestCase):
       self.assertEqual(0, proc.wait(timeout=300))
     step = self._assert_export_is_step(export_dir, {105, 205})
     self.assertIn(step, (105, 205))
-    # Both writers are gone: a new save cleans every leftover but the
-    # version it replaced (kept for readers still loading it).
-    replaced = os.readlink(export_dir)
+    # Pointer switches and mirrors take turns: the top level is the current
+    # version.
+    self.assertEqual(step, _train_step_of(export_dir))
+    self.assertTrue(export_verify.verify(export_dir, fresh_process=False).ok)
+    # Both writers are gone: a new save keeps only itself and the version
+    # it replaced (for readers still loading it).
+    replaced = export_publish.version_id(export_dir)
     policy, train_step, bases = self._reference_policy()
     set_step(policy, train_step, bases, 300)
     policy_saver.PolicySaver(
         policy, batch_size=None, train_step=train_step).save(export_dir)
     self.assertEqual(300, _train_step_of(export_dir))
-    self.assertCountEqual([os.readlink(export_dir), replaced],
-                          _siblings(export_dir))
+    self.assertCountEqual([export_publish.version_id(export_dir), replaced],
+                          _versions(export_dir))
 
   def testFailedSaveKeepsPreviousExport(self):
     policy = utils.make_policy(utils.STATELESS_DETERMINISTIC)
@@ -324,7 +326,8 @@ class PolicySaverAtomicTest(tf.test.TestCase, parameterized.TestCase):
       self.assertNotIn('\n', message)
       loaded = tf.saved_model.load(export_dir)
       self.assertEqual(1, loaded.get_train_step().numpy())
-      self.assertEqual([os.readlink(export_dir)], _siblings(export_dir))
+      self.assertEqual([export_publish.version_id(export_dir)],
+                       _versions(export_dir))
     with mock.patch.object(export_publish, 'write_manifest', manifest_full):
       with self.assertRaises(export_errors.ExportWriteError):
         saver.save_checkpoint(export_dir)
@@ -336,50 +339,43 @@ class PolicySaverAtomicTest(tf.test.TestCase, parameterized.TestCase):
         2, _train_step_of(export_dir)
     )
 
-  def _assert_previous_export_intact(self, export_dir, error, step, action):
+  def _assert_previous_export_intact(self, export_dir, error, step, action,
+                                     versions):
     """Checks a failed save: its error, and the export it did not replace."""
     message = str(error)
     self.assertIn(export_dir, message)
     self.assertNotIn('\n', message)
-    export_publish.check_manifest(export_dir)
-    loaded = tf.saved_model.load(export_dir)
-    self.assertEqual(step, loaded.get_train_step().numpy())
-    self.assertAllEqual(action, loaded.action(utils.time_steps(4, 1)).action)
+    self.assertNotIn(export_publish.VERSIONS_DIRNAME, message)
+    for path in (export_publish.current_version(export_dir).path, export_dir):
+      export_publish.check_manifest(path)
+      loaded = tf.saved_model.load(path)
+      self.assertEqual(step, loaded.get_train_step().numpy())
+      self.assertAllEqual(action,
+                          loaded.action(utils.time_steps(4, 1)).action)
     # The failed save left nothing behind, not even for the next save.
-    expected = [os.readlink(export_dir)] if os.path.islink(export_dir) else []
-    self.assertEqual(expected, _siblings(export_dir))
+    self.assertEqual(versions, _versions(export_dir))
+    self.assertEqual([], _temporaries(export_dir))
 
   @parameterized.named_parameters(
-      # os.rename(staging, version), os.symlink(version, link),
-      # [os.rename(real export_dir, old)], os.replace(link, export_dir).
-      ('RenameToVersion', 'rename', 1, False),
-      ('Symlink', 'symlink', 1, False),
-      ('ReplaceLink', 'replace', 1, False),
-      ('RenameToVersionOverRealDirectory', 'rename', 1, True),
-      ('MoveRealDirectoryAside', 'rename', 2, True),
-      ('ReplaceLinkOverRealDirectory', 'replace', 1, True),
+      # Mirroring: os.replace (a new name onto each top-level name); then
+      # the pointer switch (tf.io.gfile.rename).
+      ('FirstReplace', export_publish.os, 'replace', 1),
+      ('LaterReplace', export_publish.os, 'replace', 4),
+      ('PointerSwitch', tf.io.gfile, 'rename', 1),
   )
-  def testWriteErrorInLocalPublishKeepsPreviousExport(self, call, fail_at,
-                                                    real_dir):
+  def testWriteErrorInPublishKeepsPreviousExport(self, module, call, fail_at):
     policy = utils.make_policy(utils.STATELESS_DETERMINISTIC)
     train_step = tf.Variable(1, dtype=tf.int64)
     saver = policy_saver.PolicySaver(policy, train_step=train_step)
     export_dir = os.path.join(self.create_tempdir().full_path, 'policy')
     saver.save(export_dir)
+    versions = _versions(export_dir)
     old_action = policy.action(utils.time_steps(4, 1)).action.numpy()
-    if real_dir:
-      # As an export written in place (e.g. by upstream's saver): the first
-      # publish moves the directory aside, then puts the link in its place.
-      target = os.path.realpath(export_dir)
-      os.remove(export_dir)
-      shutil.move(target, export_dir)
-      self.assertFalse(os.path.islink(export_dir))
-      self.assertEqual([], _siblings(export_dir))
     train_step.assign(2)
     for variable in policy.variables():
       variable.assign(variable * -2.0 + 0.5)
     calls = []
-    real = getattr(os, call)
+    real = getattr(module, call)
 
     def fail(*args, **kwargs):
       calls.append(args)
@@ -387,24 +383,37 @@ class PolicySaverAtomicTest(tf.test.TestCase, parameterized.TestCase):
         raise OSError(errno.EIO, 'Input/output error')
       return real(*args, **kwargs)
 
-    with mock.patch.object(export_publish.os, call, fail):
+    with mock.patch.object(module, call, fail):
       with self.assertRaises(export_errors.ExportWriteError) as error:
-        saver.save(export_dir)
-    self.assertLen(calls, fail_at)
+        saver.save(export_dir, options=tf.saved_model.SaveOptions())
+    self.assertGreaterEqual(len(calls), fail_at)
     self.assertIn('Input/output error', str(error.exception))
-    self.assertEqual(real_dir, not os.path.islink(export_dir))
     self._assert_previous_export_intact(
-        export_dir, error.exception, 1, old_action)
+        export_dir, error.exception, 1, old_action, versions)
     # The next save publishes normally; no leftover of the failed one stays.
     saver.save(export_dir)
-    self.assertTrue(os.path.islink(export_dir))
     self.assertEqual(2, _train_step_of(export_dir))
-    siblings = _siblings(export_dir)
-    self.assertIn(os.readlink(export_dir), siblings)
-    # At most the version just replaced (kept for readers) besides it.
-    self.assertLessEqual(len(siblings), 1 if real_dir else 2, siblings)
-    for sibling in siblings:
-      self.assertRegex(sibling, r'^\.policy\.v-', siblings)
+    self.assertLen(_versions(export_dir), 2)
+    self.assertTrue(export_verify.verify(export_dir, fresh_process=False).ok)
+
+  def testWithoutHardLinksFilesAreCopied(self):
+    policy = utils.make_policy(utils.STATELESS_DETERMINISTIC)
+    train_step = tf.Variable(1, dtype=tf.int64)
+    saver = policy_saver.PolicySaver(policy, train_step=train_step)
+    export_dir = os.path.join(self.create_tempdir().full_path, 'policy')
+    refuse = mock.Mock(side_effect=OSError(errno.EPERM,
+                                           'Operation not permitted'))
+    with mock.patch.object(export_publish.os, 'link', refuse):
+      saver.save(export_dir)
+      train_step.assign(2)
+      saver.save_checkpoint(export_dir)
+    self.assertTrue(refuse.called)
+    version = export_publish.current_version(export_dir)
+    self.assertFalse(os.path.samefile(
+        os.path.join(version.path, 'saved_model.pb'),
+        os.path.join(export_dir, 'saved_model.pb')))
+    self.assertEqual(2, _train_step_of(export_dir))
+    self.assertTrue(export_verify.verify(export_dir, fresh_process=False).ok)
 
   @parameterized.named_parameters(
       ('DiskFull', lambda: OSError(errno.ENOSPC, 'No space left on device')),
@@ -418,6 +427,7 @@ class PolicySaverAtomicTest(tf.test.TestCase, parameterized.TestCase):
     export_dir = os.path.join(self.create_tempdir().full_path, 'policy')
     saver.save(export_dir)
     self.assertEqual('full', saver.last_save_kind)
+    versions = _versions(export_dir)
     old_action = policy.action(utils.time_steps(4, 1)).action.numpy()
     train_step.assign(2)
     for variable in policy.variables():
@@ -435,14 +445,14 @@ class PolicySaverAtomicTest(tf.test.TestCase, parameterized.TestCase):
     with mock.patch.object(tf.train.Checkpoint, 'write', write_then_fail):
       with self.assertRaises(export_errors.ExportWriteError) as error:
         saver.save(export_dir)
-    # The fast path wrote the variables into a hidden staging sibling.
+    # The fast path wrote the variables into the new version's directory.
     self.assertLen(writes, 1)
     self.assertStartsWith(
-        os.path.basename(os.path.dirname(os.path.dirname(writes[0]))),
-        '.policy.tmp-')
+        os.path.relpath(writes[0], export_dir),
+        export_publish.VERSIONS_DIRNAME + '/v-')
     self.assertEqual('full', saver.last_save_kind)
     self._assert_previous_export_intact(
-        export_dir, error.exception, 1, old_action)
+        export_dir, error.exception, 1, old_action, versions)
     # The fast path still works afterwards and publishes the new values.
     saver.save(export_dir)
     self.assertEqual('variables_only', saver.last_save_kind)
@@ -519,18 +529,21 @@ class PolicySaverAtomicTest(tf.test.TestCase, parameterized.TestCase):
     saver.save(export_dir)
     train_step.assign(4)
     saver.save(export_dir, options=tf.saved_model.SaveOptions())
-    self.assertTrue(
-        tf.io.gfile.exists(
-            os.path.join(export_dir, export_publish.COMPLETE_MARKER)
-        )
-    )
-    self.assertEqual(4, export_publish.check_manifest(export_dir)['train_step'])
     self.assertEqual(
         ['policy'], tf.io.gfile.listdir('ram://policy_saver_atomic_test')
     )
+    version = export_publish.current_version(export_dir)
+    for path in (version.path, export_dir):
+      self.assertTrue(tf.io.gfile.exists(
+          os.path.join(path, export_publish.COMPLETE_MARKER)))
+      self.assertEqual(4, export_publish.check_manifest(path)['train_step'])
+    # A top level whose copy was interrupted (marker removed first, written
+    # last) is incomplete to a reader of a copy without versions; this
+    # repository's readers read the version.
     tf.io.gfile.remove(os.path.join(export_dir, export_publish.COMPLETE_MARKER))
     with self.assertRaises(export_errors.NotAnExportError):
       export_publish.check_manifest(export_dir)
+    self.assertEqual(version, export_publish.current_version(export_dir))
 
   def testManifestDetectsChangedFile(self):
     policy = utils.make_policy(utils.STATELESS_DETERMINISTIC)
@@ -549,21 +562,33 @@ class PolicySaverAtomicTest(tf.test.TestCase, parameterized.TestCase):
 
   def testCleanupRemovesOnlyDeadWritersLeftovers(self):
     policy = utils.make_policy(utils.STATELESS_DETERMINISTIC)
-    parent = self.create_tempdir().full_path
-    export_dir = os.path.join(parent, 'policy')
+    export_dir = os.path.join(self.create_tempdir().full_path, 'policy')
+    saver = policy_saver.PolicySaver(policy)
+    saver.save(export_dir)
     dead = subprocess.Popen([sys.executable, '-c', 'pass'])
     dead.wait()
     host = export_publish._HOST  # pylint: disable=protected-access
-    stale = '.policy.tmp-{}-{}-abc'.format(host, dead.pid)
-    live = '.policy.tmp-{}-{}-abc'.format(host, os.getppid())
-    other = '.other.tmp-{}-{}-abc'.format(host, dead.pid)
-    for name in (stale, live, other):
-      os.makedirs(os.path.join(parent, name, 'variables'))
-    policy_saver.PolicySaver(policy).save(export_dir)
-    children = os.listdir(parent)
+    versions = export_publish.versions_dir(export_dir)
+    stale = 'v-00000050-{}-{}-abc'.format(host, dead.pid)
+    live = 'v-00000051-{}-{}-abc'.format(host, os.getppid())
+    user = 'my_notes'
+    for name in (stale, live, user):
+      os.makedirs(os.path.join(versions, name, 'variables'))
+    stale_file = os.path.join(export_dir, 'variables',
+                              '.variables.index.tmp-{}-{}-abc'.format(
+                                  host, dead.pid))
+    live_file = os.path.join(export_dir, '.saved_model.pb.tmp-{}-{}-abc'.format(
+        host, os.getppid()))
+    for path in (stale_file, live_file):
+      with open(path, 'w') as f:
+        f.write('partial')
+    saver.save(export_dir)
+    children = os.listdir(versions)
     self.assertNotIn(stale, children)
     self.assertIn(live, children)
-    self.assertIn(other, children)
+    self.assertIn(user, children)
+    self.assertFalse(os.path.exists(stale_file))
+    self.assertTrue(os.path.exists(live_file))
 
 
 if __name__ == '__main__':

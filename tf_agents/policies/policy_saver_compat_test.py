@@ -254,6 +254,39 @@ class PolicySaverCompatTest(tf.test.TestCase, parameterized.TestCase):
         out.action,
     )
 
+  @parameterized.named_parameters(
+      ('Stateless', utils.STATELESS_DETERMINISTIC),
+      ('Stateful', utils.STATEFUL_DETERMINISTIC),
+  )
+  def testUpstreamSavedModelPyTFEagerPolicyWithFixedBatchSizeAbove1(self, kind):
+    # Its constructor warms up with a batch of 1: the nested `action` of a
+    # batch-2 export takes it (padded inside the graph).
+    policy = utils.make_policy(kind)
+    path, _ = self._export(policy, batch_size=2)
+    loaded = py_tf_eager_policy.SavedModelPyTFEagerPolicy(
+        path, load_specs_from_pbtxt=True, batch_time_steps=False
+    )
+    state = loaded.get_initial_state(2)
+    utils.assert_nests_close(self, policy.get_initial_state(2), state)
+    expected_state = policy.get_initial_state(2)
+    for step in range(3):
+      time_step = utils.time_steps(2, step, seed=step)
+      out = loaded.action(
+          tf.nest.map_structure(lambda t: t.numpy(), time_step), state)
+      expected = policy.action(time_step, expected_state)
+      self.assertAllEqual(expected.action, out.action)
+      state, expected_state = out.state, expected.state
+    # The flat signature keeps the fixed batch; three rows are refused.
+    raw = tf.saved_model.load(path)
+    _, inputs = raw.signatures['action'].structured_input_signature
+    for spec in inputs.values():
+      self.assertEqual(2, spec.shape[0])
+    with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
+                                'at most 2'):
+      raw.action(utils.time_steps(3, 1),
+                 tf.nest.map_structure(lambda t: tf.concat([t, t[:1]], 0),
+                                       policy.get_initial_state(2)))
+
   def testUpstreamCheckpointUpdateAndMaterialize(self):
     policy = utils.make_policy(utils.STATELESS_DETERMINISTIC)
     train_step = tf.Variable(1, dtype=tf.int64)

@@ -217,6 +217,190 @@ class PolicySaverErrorsTest(tf.test.TestCase, parameterized.TestCase):
     saver = policy_saver.PolicySaver(policy, use_nest_path_signatures=False)
     self.assertEqual('memory', saver.policy_state_spec.name)
 
+  # One-line errors for bad constructor arguments, raised before anything is
+  # written.
+
+  @parameterized.named_parameters(
+      ('Float', lambda: tf.Variable(1.5), 'float32'),
+      ('Float64', lambda: tf.Variable(2.0, dtype=tf.float64), 'float64'),
+      ('String', lambda: tf.Variable('step'), 'string'),
+      ('Bool', lambda: tf.Variable(True), 'bool'),
+  )
+  def testTrainStepNotInteger(self, make_train_step, dtype_name):
+    with self.assertRaises(TypeError) as raised:
+      policy_saver.PolicySaver(self._policy, train_step=make_train_step())
+    utils.assert_one_line_error(
+        self, raised.exception, 'integer', 'dtype ' + dtype_name)
+    self.assertIn('train_step', str(raised.exception))
+
+  @parameterized.named_parameters(
+      ('Vector', lambda: tf.Variable([1, 2], dtype=tf.int64), '(2,)'),
+      ('Matrix', lambda: tf.Variable([[1]], dtype=tf.int64), '(1, 1)'),
+      ('UnknownShape',
+       lambda: tf.Variable(1, dtype=tf.int64, shape=tf.TensorShape(None)),
+       '<unknown>'),
+  )
+  def testTrainStepNotScalar(self, make_train_step, shape):
+    with self.assertRaises(ValueError) as raised:
+      policy_saver.PolicySaver(self._policy, train_step=make_train_step())
+    utils.assert_one_line_error(
+        self, raised.exception, 'scalar', 'shape ' + shape)
+    self.assertIn('train_step', str(raised.exception))
+
+  @parameterized.named_parameters(
+      ('PythonFloat', 1.5, '1.5 of type float'),
+      ('String', 'step', "'step' of type str"),
+  )
+  def testTrainStepNotVariableNamesItsType(self, train_step, shown):
+    # Not a variable at all: ValueError, as upstream raises.
+    with self.assertRaises(ValueError) as raised:
+      policy_saver.PolicySaver(self._policy, train_step=train_step)
+    utils.assert_one_line_error(self, raised.exception, 'tf.Variable', shown)
+
+  @parameterized.named_parameters(
+      ('Int64', tf.int64), ('Int32', tf.int32), ('Uint8', tf.uint8)
+  )
+  def testIntegerScalarTrainStep(self, dtype):
+    train_step = tf.Variable(7, dtype=dtype)
+    saver = policy_saver.PolicySaver(self._policy, train_step=train_step)
+    self.assertEqual(7, saver.get_train_step())
+
+  def _spec_named_policy(self, name, part='observation'):
+    """A policy whose time step `part` (or policy state) is named `name`."""
+    time_step_spec = ts.time_step_spec(_named((2,), tf.float32, 'obs'))
+    state_spec = _named((2,), tf.float32, 'memory')
+    if part == 'policy_state':
+      state_spec = _named((2,), tf.float32, name)
+    else:
+      time_step_spec = time_step_spec._replace(
+          **{part: _named(getattr(time_step_spec, part).shape,
+                          getattr(time_step_spec, part).dtype, name)})
+    return _ConstantPolicy(
+        time_step_spec, _named((), tf.int32, 'act'),
+        policy_state_spec=state_spec)
+
+  @parameterized.named_parameters(
+      ('Space', '0/step type', 'step_type', "' '"),
+      ('Tab', 'a\tb', 'observation', r"'\t'"),
+      ('Newline', 'a\nb', 'observation', r"'\n'"),
+      ('Colon', 'obs:0', 'observation', "':'"),
+      ('LeadingUnderscore', '_obs', 'observation', "starts with '_'"),
+      ('LeadingSlash', '/obs', 'observation', "starts with '/'"),
+      ('NonAscii', 'beobachtung_ü', 'observation', "'ü'"),
+      ('Cjk', '観測', 'reward', "starts with '観'"),
+  )
+  def testSpecNameTensorFlowRejects(self, name, part, reason):
+    policy = self._spec_named_policy(name, part)
+    with self.assertRaises(ValueError) as raised:
+      policy_saver.PolicySaver(policy, use_nest_path_signatures=False)
+    utils.assert_one_line_error(
+        self, raised.exception, 'time_step_spec/' + part, repr(name))
+    self.assertIn(reason, str(raised.exception))
+
+  def testPolicyStateNameTensorFlowRejects(self):
+    # Policy state names are made parameter names first ('a b' -> 'a_b'), but
+    # that keeps non-ASCII letters, which TensorFlow rejects.
+    policy_saver.PolicySaver(
+        self._spec_named_policy('a b', 'policy_state'),
+        use_nest_path_signatures=False)
+    with self.assertRaises(ValueError) as raised:
+      policy_saver.PolicySaver(
+          self._spec_named_policy('zustand_ä', 'policy_state'),
+          use_nest_path_signatures=False)
+    utils.assert_one_line_error(
+        self, raised.exception, 'policy_state_spec', "'zustand_ä'")
+
+  def testNestPathTensorFlowRejects(self):
+    # Nest-path names come from the nest's keys.
+    time_step_spec = ts.time_step_spec(
+        {'camera image': tf.TensorSpec((2,), tf.float32)})
+    policy = _ConstantPolicy(time_step_spec, _named((), tf.int32, 'act'))
+    with self.assertRaises(ValueError) as raised:
+      policy_saver.PolicySaver(policy)
+    utils.assert_one_line_error(
+        self, raised.exception, 'time_step_spec/observation/camera image',
+        "'0/observation/camera image'")
+
+  def testInputFnSpecNameTensorFlowRejects(self):
+
+    def input_fn(example):
+      return ts.restart(example, batch_size=2), ()
+
+    time_step_spec = ts.time_step_spec(_named((2,), tf.float32, 'obs'))
+    policy = _ConstantPolicy(time_step_spec, _named((), tf.int32, 'act'))
+    policy_saver.PolicySaver(
+        policy, batch_size=2, use_nest_path_signatures=False,
+        input_fn_and_spec=(input_fn, _named((2,), tf.float32, 'raw_input')))
+    with self.assertRaises(ValueError) as raised:
+      policy_saver.PolicySaver(
+          policy, batch_size=2, use_nest_path_signatures=False,
+          input_fn_and_spec=(input_fn, _named((2,), tf.float32, 'raw input')))
+    utils.assert_one_line_error(
+        self, raised.exception, 'input_fn_and_spec[1]', "'raw input'")
+
+  def testSpecNamesTensorFlowAccepts(self):
+    # Names that are valid graph node names are fed with sanitized keys.
+    names = ['0abc', 'a.b', 'c-d', 'e>f', '.g', 'h\\i']
+    time_step_spec = ts.time_step_spec(
+        {str(i): _named((), tf.float32, n) for i, n in enumerate(names)})
+    policy = _ConstantPolicy(time_step_spec, _named((), tf.int32, 'act'))
+    saver = policy_saver.PolicySaver(policy, use_nest_path_signatures=False)
+    export_dir = self.create_tempdir().full_path
+    tf.saved_model.save(saver.policy, export_dir, signatures=saver.signatures)
+    loaded = tf.saved_model.load(export_dir)
+    _, inputs = loaded.signatures['action'].structured_input_signature
+    self.assertContainsSubset(
+        ['arg_0abc', 'a_b', 'c_d', 'e_f', 'arg__g', 'h_i'], inputs.keys())
+
+  def testMissingAndCollidingNamesErrorIsOneLine(self):
+    time_step_spec = ts.time_step_spec(_named((2,), tf.float32, 'obs'))
+    policy = _ConstantPolicy(
+        time_step_spec,
+        tf.TensorSpec((), tf.int32),
+        policy_state_spec=_named((2,), tf.float32, 'obs'),
+    )
+    with self.assertRaises(ValueError) as raised:
+      policy_saver.PolicySaver(policy, use_nest_path_signatures=False)
+    utils.assert_one_line_error(
+        self, raised.exception, 'action_spec has no name',
+        "name 'obs' of policy_state_spec collides with "
+        'time_step_spec/observation')
+
+  def testInputFnMissingNamesErrorIsOneLine(self):
+    input_spec = [_named((2,), tf.float32, 'a'), tf.TensorSpec((2,))]
+    time_step_spec = ts.time_step_spec(_named((2,), tf.float32, 'obs'))
+    policy = _ConstantPolicy(time_step_spec, _named((), tf.int32, 'act'))
+    with self.assertRaises(ValueError) as raised:
+      policy_saver.PolicySaver(
+          policy, use_nest_path_signatures=False,
+          input_fn_and_spec=(lambda x: x, input_spec))
+    utils.assert_one_line_error(
+        self, raised.exception, 'input_fn_and_spec', '[1]/1 has no name')
+
+  @parameterized.named_parameters(
+      ('TwoToThe31', 2**31, '2147483648'),
+      ('NumpyTwoToThe31', np.int64(2**31), '2147483648'),
+      ('TwoToThe63', 2**63, '9223372036854775808'),
+  )
+  def testBatchSizeTooLarge(self, batch_size, shown):
+    with self.assertRaises(ValueError) as raised:
+      policy_saver.PolicySaver(self._policy, batch_size=batch_size)
+    utils.assert_one_line_error(
+        self, raised.exception, 'batch_size', shown)
+    self.assertIn('2147483647', str(raised.exception))
+
+  def testLargestBatchSize(self):
+    saver = policy_saver.PolicySaver(self._policy, batch_size=2**31 - 1)
+    _, inputs = saver.signatures['action'].get_concrete_function(
+    ).structured_input_signature
+    for spec in inputs.values():
+      self.assertEqual(2**31 - 1, spec.shape[0])
+
+  def testMetadataKeyEmptyIsQuoted(self):
+    with self.assertRaises(ValueError) as raised:
+      policy_saver.PolicySaver(self._policy, metadata={'': tf.Variable(1)})
+    utils.assert_one_line_error(self, raised.exception, 'metadata', "got ''")
+
 
 def _upstream_policy_saver():
   """Upstream's `policy_saver.py`, from the installed distribution.

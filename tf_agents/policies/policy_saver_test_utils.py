@@ -17,6 +17,7 @@ from tf_agents.networks import q_network
 from tf_agents.networks import q_rnn_network
 from tf_agents.policies import actor_policy
 from tf_agents.policies import export_errors
+from tf_agents.policies import export_publish
 from tf_agents.policies import greedy_policy
 from tf_agents.policies import q_policy
 from tf_agents.specs import tensor_spec
@@ -132,6 +133,22 @@ def assert_nests_close(test_case, expected, actual, **kwargs) -> None:
   )
 
 
+def repository_env() -> Dict[str, str]:
+  """The environment for a child Python that imports this repository.
+
+  Its `PYTHONPATH` is this process's `sys.path` (under Bazel: the runfiles),
+  so `python -m tf_agents.policies.<module>` runs the repository's code.
+
+  Returns:
+    A copy of `os.environ` with that path and quiet TensorFlow logging.
+  """
+  env = dict(os.environ)
+  env['PYTHONPATH'] = os.pathsep.join(p for p in sys.path if p)
+  env['TF_CPP_MIN_LOG_LEVEL'] = '2'
+  env['TF_USE_LEGACY_KERAS'] = '1'
+  return env
+
+
 def run_fresh_process(
     test_case: tf.test.TestCase,
     script: str,
@@ -207,9 +224,24 @@ VARIABLES_INDEX_FILE = 'variables/variables.index'
 
 
 def remove_manifest(path: str) -> None:
-  """Makes the export `path` look like one of upstream's saver (no manifest)."""
+  """Makes the export `path` look like one of upstream's saver.
+
+  Removes the top-level manifest and marker and the versions directory, so
+  readers read the top-level files, unchecked by a manifest.
+
+  Args:
+    path: An export directory written by `PolicySaver`.
+  """
   for name in ('export_manifest.json', 'export_complete'):
     tf.io.gfile.remove(os.path.join(path, name))
+  versions = os.path.join(path, export_publish.VERSIONS_DIRNAME)
+  if tf.io.gfile.exists(versions):
+    tf.io.gfile.rmtree(versions)
+
+
+def current_files(path: str) -> str:
+  """The directory holding the files readers read for the export `path`."""
+  return export_publish.current_version(path).path
 
 
 def truncate_file(path: str, name: str) -> None:
@@ -246,7 +278,9 @@ def damage_export(case: str, path: str) -> Any:
       'truncated_variables', 'flipped_variables', 'truncated_variables_index',
       'flipped_variables_with_manifest', 'manifest_mismatch'. Damage that the
       integrity manifest would report first is applied to a copy without a
-      manifest, so the reader's own check of that file is what is tested.
+      manifest (nor versions), so the reader's own check of that file is
+      what is tested; damage with the manifest is applied to the current
+      version, the files readers read.
       The manifest checks the variables' data shard by size only (its
       tensors carry CRC32C checksums), so a flipped bit there is found by
       the restore even with a manifest.
@@ -259,10 +293,7 @@ def damage_export(case: str, path: str) -> Any:
     ValueError: For an unknown `case`.
   """
   if case == 'missing_path':
-    if os.path.islink(path):  # A local export of PolicySaver is a symlink.
-      os.remove(path)
-    else:
-      tf.io.gfile.rmtree(path)
+    tf.io.gfile.rmtree(path)
     return export_errors.ExportNotFoundError, None
   if case == 'not_an_export':
     remove_manifest(path)
@@ -273,7 +304,7 @@ def damage_export(case: str, path: str) -> Any:
     tf.io.gfile.remove(os.path.join(path, VARIABLES_INDEX_FILE))
     return export_errors.NotAnExportError, VARIABLES_INDEX_FILE
   if case == 'incomplete':
-    tf.io.gfile.remove(os.path.join(path, 'export_complete'))
+    tf.io.gfile.remove(os.path.join(current_files(path), 'export_complete'))
     return export_errors.NotAnExportError, 'export_complete'
   if case == 'truncated_saved_model_pb':
     remove_manifest(path)
@@ -298,10 +329,10 @@ def damage_export(case: str, path: str) -> Any:
     truncate_file(path, VARIABLES_INDEX_FILE)
     return export_errors.CorruptExportError, VARIABLES_INDEX_FILE
   if case == 'flipped_variables_with_manifest':
-    flip_bit(path, VARIABLES_DATA_FILE)
+    flip_bit(current_files(path), VARIABLES_DATA_FILE)
     return export_errors.CorruptExportError, VARIABLES_DATA_FILE
   if case == 'manifest_mismatch':
-    flip_bit(path, VARIABLES_INDEX_FILE)
+    flip_bit(current_files(path), VARIABLES_INDEX_FILE)
     return export_errors.ManifestMismatchError, VARIABLES_INDEX_FILE
   raise ValueError('Unknown damage case: {!r}'.format(case))
 

@@ -50,7 +50,10 @@ Fixes relative to upstream's `SavedModelPyTFEagerPolicy` (tf-agents 0.19.0)
 5. Much lower per-step cost (see Backends).
 6. `update_from_checkpoint` also accepts a full export directory, and
    `update_from_directory` picks up the newest checkpoint or export under a
-   directory, doing nothing (one listing and one stat) when nothing changed.
+   directory, doing nothing (one small read of the version pointer) when
+   nothing changed; it never misses a publish (upstream has no such call;
+   a file's modification time, with its one-second resolution here, missed
+   re-saves). `version` says which published version's weights are served.
 7. The train step of a restored checkpoint is parsed from the trailing digits
    of its directory name (upstream: from the text after the last `_` of the
    whole path).
@@ -68,6 +71,9 @@ Fixes relative to upstream's `SavedModelPyTFEagerPolicy` (tf-agents 0.19.0)
    signatures do not match the specs). This holds for the constructor,
    `update_from_checkpoint` and `update_from_directory`; an update that fails
    leaves the previous variables in place.
+9. Every load and update reads one published version of the export or
+   checkpoint (`export_publish`): all files from that version, never half
+   of one save and half of the next, even while a writer publishes.
 """
 
 import os
@@ -222,6 +228,8 @@ def _is_complete(path: Text) -> bool:
   Returns:
     True if it can be read.
   """
+  if export_publish.version_id(path) is not None:
+    return True  # The pointer names only complete versions.
   if tf.io.gfile.exists(os.path.join(path, _COMPLETE_MARKER)):
     return True
   return tf.io.gfile.exists(
@@ -264,8 +272,14 @@ def latest_checkpoint_path(directory: Text) -> Optional[Text]:
   return None
 
 
-def restore_checkpoint(loaded: Any, checkpoint_path: Text) -> None:
+def restore_checkpoint(
+    loaded: Any, checkpoint_path: Text
+) -> export_publish.Version:
   """Reads variables into a loaded export from a checkpoint or an export.
+
+  Reads the current version of `checkpoint_path` (see `export_publish`):
+  every file from that one version, again from the new current version if
+  that one is retired while it reads.
 
   Args:
     loaded: The object returned by `tf.saved_model.load` for an export.
@@ -281,7 +295,20 @@ def restore_checkpoint(loaded: Any, checkpoint_path: Text) -> None:
       one-line message names it). Some variables may have been read.
     ValueError: If some variable of `loaded` is missing from the checkpoint
       or has another shape (a checkpoint of another policy).
+
+  Returns:
+    The version read (`export_publish.Version`).
   """
+
+  def read(version):
+    _restore_version(loaded, version.path)
+    return version
+
+  return export_publish.read_consistent(checkpoint_path, read)
+
+
+def _restore_version(loaded: Any, checkpoint_path: Text) -> None:
+  """`restore_checkpoint` from the directory holding all the files."""
   check_checkpoint(checkpoint_path)
   prefix = _variables_prefix(checkpoint_path)
   errors = []
@@ -291,7 +318,11 @@ def restore_checkpoint(loaded: Any, checkpoint_path: Text) -> None:
   ):
     try:
       status = checkpoint().read(prefix)
-      status.assert_existing_objects_matched().expect_partial()
+      # Before asserting: a status dropped without `expect_partial()` logs
+      # TF warnings about every value it did not restore when it is garbage
+      # collected, e.g. after the `policy=` attempt on a full export.
+      status.expect_partial()
+      status.assert_existing_objects_matched()
       return
     except AssertionError as e:
       errors.append(str(e))
@@ -699,6 +730,31 @@ def _fast_arrays(
   return arrays, max(outer, 0), batch
 
 
+def _describe_value(value: Any, limit: int = 8) -> Text:
+  """A short one-line description of a value's type and structure."""
+
+  def names(items):
+    items = [str(i) for i in items]
+    shown = ', '.join(items[:limit])
+    return shown + (', ...' if len(items) > limit else '')
+
+  if isinstance(value, dict):
+    return 'a {} (keys {})'.format(
+        type(value).__name__, names(sorted(value, key=str))
+    )
+  if isinstance(value, tuple) and hasattr(value, '_fields'):
+    return 'a {} (fields {})'.format(type(value).__name__,
+                                     names(value._fields))
+  if isinstance(value, (tuple, list)):
+    return 'a {} of {} items'.format(type(value).__name__, len(value))
+  if isinstance(value, (np.ndarray, np.generic, tf.Tensor)):
+    return 'a {} of shape {} and dtype {}'.format(
+        type(value).__name__, tuple(value.shape),
+        tf.dtypes.as_dtype(value.dtype).name,
+    )
+  return 'a {}'.format(type(value).__name__)
+
+
 class SavedPolicy(py_policy.PyPolicy):
   """A `PyPolicy` running an export written by `PolicySaver.save`.
 
@@ -754,8 +810,11 @@ class SavedPolicy(py_policy.PyPolicy):
     self._requested_backend = backend
     self._num_threads = num_threads
     self._export_dir = export_dir
-    self._loaded = export_verify.load_checked(export_dir)
-    specs = load_specs(export_dir, self._loaded)
+    # Every file of one version: the one current now (see export_publish).
+    self._loaded, version = export_verify.load_current(export_dir)
+    self._version_dir = version.path
+    self._version_id = version.version_id
+    specs = load_specs(self._version_dir, self._loaded)
     super(SavedPolicy, self).__init__(
         specs['time_step_spec'],
         specs['action_spec'],
@@ -856,7 +915,7 @@ class SavedPolicy(py_policy.PyPolicy):
     if self._sm_backend is None:
       try:
         backend = _SessionBackend(
-            self._export_dir,
+            self._version_dir,
             self._input_specs,
             self._input_keys,
             self._output_keys,
@@ -880,7 +939,7 @@ class SavedPolicy(py_policy.PyPolicy):
     """Builds the TFLite backend from a stored or converted model."""
     if not self._variables_restored:
       stored = os.path.join(
-          self._export_dir, tf.saved_model.ASSETS_DIRECTORY,
+          self._version_dir, tf.saved_model.ASSETS_DIRECTORY,
           TFLITE_MODEL_FILENAME
       )
       if tf.io.gfile.exists(stored):
@@ -888,7 +947,7 @@ class SavedPolicy(py_policy.PyPolicy):
           model = f.read()
         logging.info('Using the stored TFLite model %s.', stored)
       else:
-        model = _convert_to_tflite(self._export_dir, None, None)
+        model = _convert_to_tflite(self._version_dir, None, None)
     else:
       model = _convert_to_tflite(
           None, self._loaded, self._action_signature
@@ -992,6 +1051,17 @@ class SavedPolicy(py_policy.PyPolicy):
   @property
   def export_dir(self) -> Text:
     return self._export_dir
+
+  @property
+  def version(self) -> Optional[Text]:
+    """Which weights are served: the version id they were read from.
+
+    The version of the export at load, or of the last checkpoint or export
+    read by an update (`export_publish.Version.version_id`; it changes with
+    every publish). None for exports and checkpoints without versions (e.g.
+    upstream's). `get_train_step()` gives their train step.
+    """
+    return self._version_id
 
   @property
   def is_deterministic(self) -> bool:
@@ -1119,6 +1189,15 @@ class SavedPolicy(py_policy.PyPolicy):
     if self._time_step_is_flat and type(time_step) is ts.TimeStep:  # pylint: disable=unidiomatic-typecheck
       leaves = list(time_step)  # The fields are the leaves, in nest order.
     else:
+      if not isinstance(time_step, ts.TimeStep) and isinstance(
+          self.time_step_spec, ts.TimeStep
+      ):
+        # Flattening e.g. a dict would pair its (sorted) values with the
+        # wrong fields and blame one of them.
+        raise export_errors.TimeStepMismatchError(
+            'time_step does not have the structure of the policy spec: '
+            'expected a TimeStep, got {}.'.format(_describe_value(time_step))
+        )
       leaves = tf.nest.flatten(time_step)
     converted = _fast_arrays(leaves, self._ts_checks)
     if converted is None:
@@ -1206,14 +1285,14 @@ class SavedPolicy(py_policy.PyPolicy):
         fails part way (a garbled checkpoint without a manifest).
     """
     if not keep_on_error:
-      restore_checkpoint(self._loaded, checkpoint_path)
+      version = restore_checkpoint(self._loaded, checkpoint_path)
     else:
       backup = 'ram://saved_policy_backup/{}/variables'.format(
           uuid.uuid4().hex
       )
       tf.train.Checkpoint(root=self._loaded).write(backup)
       try:
-        restore_checkpoint(self._loaded, checkpoint_path)
+        version = restore_checkpoint(self._loaded, checkpoint_path)
       except Exception:
         tf.train.Checkpoint(root=self._loaded).read(backup).expect_partial()
         raise
@@ -1221,6 +1300,7 @@ class SavedPolicy(py_policy.PyPolicy):
         for path in tf.io.gfile.glob(backup + '*'):
           tf.io.gfile.remove(path)
     self._variables_restored = True
+    self._version_id = version.version_id
     self._train_step_from_last_restored_checkpoint_path = (
         _train_step_from_path(checkpoint_path)
     )
@@ -1264,12 +1344,28 @@ class SavedPolicy(py_policy.PyPolicy):
       # The TFLite model holds the variables as constants: convert again.
       self._backend = self._choose_backend()
 
+  @staticmethod
+  def _update_key(path: Text) -> Optional[Tuple[Any, ...]]:
+    """What identifies the content of `path` now; None if it is gone."""
+    version = export_publish.version_id(path)
+    if version is not None:
+      # Changes with every publish (never a coarse timestamp).
+      return (path, version)
+    try:
+      stat = tf.io.gfile.stat(_variables_prefix(path) + '.index')
+    except tf.errors.NotFoundError:
+      return None
+    return (path, stat.length, stat.mtime_nsec)
+
   def update_from_directory(self, directory: Text) -> bool:
     """Picks up the newest checkpoint or export under `directory`, if new.
 
-    Cheap when nothing changed: one listing and one stat, no read. The newest
-    entry is chosen as by `latest_checkpoint_path`. An export whose variables
-    do not fit this policy (e.g. another network) is loaded in full.
+    Cheap when nothing changed: for an export or checkpoint directory of
+    this repository's saver, one small read (its version pointer, see
+    `export_publish`); for a directory of checkpoints, one listing and that
+    read (or a stat, for checkpoints of other savers). The newest entry is
+    chosen as by `latest_checkpoint_path`. An export whose variables do not
+    fit this policy (e.g. another network) is loaded in full.
 
     Args:
       directory: Any `tf.io.gfile` path.
@@ -1281,15 +1377,14 @@ class SavedPolicy(py_policy.PyPolicy):
       ExportError: The newest entry is garbled or does not match its
         manifest (see `update_from_checkpoint`); the policy is unchanged.
     """
-    path = latest_checkpoint_path(directory)
-    if path is None:
-      return False
-    try:
-      stat = tf.io.gfile.stat(_variables_prefix(path) + '.index')
-      key = (path, stat.length, stat.mtime_nsec)
-    except tf.errors.NotFoundError:
-      return False
-    if key == self._last_update_key:
+    version = export_publish.version_id(directory)
+    if version is not None:
+      # An export or checkpoint with versions itself: that read tells.
+      path, key = directory, (directory, version)
+    else:
+      path = latest_checkpoint_path(directory)
+      key = None if path is None else self._update_key(path)
+    if key is None or key == self._last_update_key:
       return False
     try:
       self.update_from_checkpoint(path)
@@ -1308,6 +1403,8 @@ class SavedPolicy(py_policy.PyPolicy):
           _train_step_from_path(path)
       )
       self.__dict__.update(replacement.__dict__)
+    if self._version_id is not None:
+      key = (path, self._version_id)  # The version actually read.
     self._last_update_key = key
     return True
 

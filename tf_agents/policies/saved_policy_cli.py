@@ -10,6 +10,7 @@ Usage:
       [--json]
   saved_policy_cli diff DIR_A DIR_B [--json]
   saved_policy_cli verify DIR [--json]
+  saved_policy_cli COMMAND --help
 
 Commands:
 
@@ -45,6 +46,7 @@ import os
 import re
 import sys
 import tempfile
+import textwrap
 
 # Before TensorFlow is imported: tf-agents needs Keras 2 (tf_keras) on
 # TensorFlow >= 2.16, and TensorFlow's C++ INFO/WARNING lines would bury the
@@ -119,6 +121,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 from google.protobuf import message as protobuf_message
 from google.protobuf import text_format
 from tf_agents.policies import export_errors
+from tf_agents.policies import export_publish
 from tf_agents.policies import export_verify
 from tf_agents.policies import policy_saver
 from tf_agents.specs import tensor_spec
@@ -575,9 +578,140 @@ def _action_time_step_spec(loaded: Any) -> Any:
   return args[0]
 
 
+def _policy_action_specs(path: str, loaded: Any) -> Optional[List[Any]]:
+  """The policy's action spec as `_spec_info` dicts, one per leaf.
+
+  Args:
+    path: The export directory.
+    loaded: The loaded export.
+
+  Returns:
+    The leaves of the recorded action spec (with bounds), else of the
+    `action` function's outputs (without the batch dimension), else None.
+  """
+  try:
+    specs = read_specs(path, loaded)
+  except CliError:
+    specs = None
+  if specs is not None:
+    return specs['action_spec']
+  try:
+    outputs = loaded.action.concrete_functions[0].structured_outputs
+    action = getattr(outputs, 'action', None)
+    if action is None and isinstance(outputs, dict):
+      action = outputs.get('action')
+  except (AttributeError, IndexError):
+    return None
+  if action is None:
+    return None
+  return [
+      _spec_info(p, tf.TensorSpec(s.shape[1:], s.dtype))
+      for p, s in _flatten_with_paths(action)
+  ]
+
+
+def _describe_action_spec(leaves: List[Dict[str, Any]]) -> str:
+  parts = []
+  for leaf in leaves:
+    part = '{}{} {}'.format(leaf['path'] + ': ' if leaf['path'] else '',
+                            leaf['dtype'], _format_shape(leaf['shape']))
+    if 'minimum' in leaf:
+      part += ' in [{}, {}]'.format(_compact_bound(leaf['minimum']),
+                                    _compact_bound(leaf['maximum']))
+    parts.append(part)
+  return '; '.join(parts) or '(none)'
+
+
+def _compact_bound(bound: Any) -> str:
+  """A bound as one number if all its elements are equal, else a list."""
+  array = np.asarray(bound)
+  if array.size and np.all(array == array.flat[0]):
+    return _compact(_json_value(array.flat[0]))
+  return _compact(_json_value(array))
+
+
+def _outside(values: Any, low: Any, high: Any) -> bool:
+  """Whether some of `values` lie outside [low, high] (float tolerance)."""
+  values = np.asarray(values, np.float64)
+  low = np.asarray(low, np.float64)
+  high = np.asarray(high, np.float64)
+  below = (values < low) & ~np.isclose(values, low, rtol=1e-6, atol=1e-6)
+  above = (values > high) & ~np.isclose(values, high, rtol=1e-6, atol=1e-6)
+  return bool(np.any(below) or np.any(above))
+
+
+def _action_space_problem(gym: Any, space: Any,
+                          leaves: List[Dict[str, Any]]) -> Optional[str]:
+  """Why actions of spec `leaves` cannot be taken by `space`, or None."""
+  spaces = gym.spaces
+  if not isinstance(space, (spaces.Discrete, spaces.Box, spaces.MultiDiscrete,
+                            spaces.MultiBinary)):
+    return ('eval supports Discrete, Box, MultiDiscrete and MultiBinary '
+            'action spaces')
+  if len(leaves) != 1:
+    return 'eval runs policies with a single action tensor'
+  leaf = leaves[0]
+  dtype = tf.dtypes.as_dtype(leaf['dtype'])
+  shape = leaf['shape']
+  bounded = 'minimum' in leaf
+  if isinstance(space, spaces.Discrete):
+    start = int(getattr(space, 'start', 0))
+    last = start + int(space.n) - 1
+    if not dtype.is_integer:
+      return 'a discrete space takes integer actions'
+    if shape not in ([], [1]):
+      return 'a discrete space takes one scalar action'
+    if bounded and _outside([np.min(leaf['minimum']),
+                             np.max(leaf['maximum'])], start, last):
+      return 'the environment takes actions {}..{}'.format(start, last)
+    return None
+  if isinstance(space, spaces.Box):
+    if np.issubdtype(space.dtype, np.floating) and not dtype.is_floating:
+      return 'a continuous space takes floating-point actions'
+    if np.issubdtype(space.dtype, np.integer) and not dtype.is_integer:
+      return 'the environment takes integer actions'
+    if shape != list(space.shape):
+      return 'the environment takes actions of shape {}'.format(
+          _format_shape(list(space.shape)))
+    if bounded and (_outside(leaf['minimum'], space.low, space.high) or
+                    _outside(leaf['maximum'], space.low, space.high)):
+      return 'the environment takes actions in [{}, {}]'.format(
+          _compact_bound(space.low), _compact_bound(space.high))
+    return None
+  # MultiDiscrete, MultiBinary: integers in [0, n - 1] per element.
+  if isinstance(space, spaces.MultiBinary):
+    high = np.ones(space.shape, np.int64)
+  else:
+    high = np.asarray(space.nvec, np.int64) - 1
+  if not (dtype.is_integer or dtype.is_bool):
+    return 'the environment takes integer actions'
+  if shape != list(high.shape):
+    return 'the environment takes actions of shape {}'.format(
+        _format_shape(list(high.shape)))
+  if bounded and (_outside(leaf['minimum'], 0, high) or
+                  _outside(leaf['maximum'], 0, high)):
+    return 'the environment takes actions in [0, {}]'.format(
+        _compact_bound(high))
+  return None
+
+
 def _check_env_compatible(gym: Any, env: Any, time_step_spec: Any,
+                          action_specs: Optional[List[Dict[str, Any]]],
                           path: str, name: str) -> None:
-  """Raises CliError if the export cannot take the env's observations."""
+  """Raises CliError if the export cannot run in the env.
+
+  Args:
+    gym: The gym module.
+    env: The environment.
+    time_step_spec: The batched time step spec of the `action` function.
+    action_specs: `_policy_action_specs` (None: not checked).
+    path: The export directory.
+    name: The environment's id.
+
+  Raises:
+    CliError: Naming every mismatch of the observations and actions.
+  """
+  problems = []
   observation_spec = time_step_spec.observation
   space = env.observation_space
   if isinstance(observation_spec, tf.TensorSpec) and getattr(
@@ -585,21 +719,31 @@ def _check_env_compatible(gym: Any, env: Any, time_step_spec: Any,
     expected = tuple(observation_spec.shape.as_list()[1:])
     if len(expected) != len(space.shape) or any(
         e is not None and e != s for e, s in zip(expected, space.shape)):
-      raise CliError(
-          '{} expects observations of shape {} but {} gives shape {}'.format(
-              path, list(expected), name, list(space.shape)))
+      problems.append(
+          'expects observations of shape {} but {} gives shape {}'.format(
+              list(expected), name, list(space.shape)))
   elif isinstance(space, gym.spaces.Dict) != isinstance(observation_spec,
                                                         dict):
-    raise CliError('{} expects observations structured as {} but {} gives '
-                   '{}'.format(path, observation_spec, name, space))
+    problems.append('expects observations structured as {} but {} gives '
+                    '{}'.format(observation_spec, name, space))
+  if action_specs is not None:
+    reason = _action_space_problem(gym, env.action_space, action_specs)
+    if reason is not None:
+      problems.append('has action spec {} but {} has action space {} '
+                      '({})'.format(_describe_action_spec(action_specs), name,
+                                    env.action_space, reason))
+  if problems:
+    raise CliError(_one_line('{} {}'.format(path, ', and '.join(problems))))
 
 
 def _batched_time_step(spec: Any, step_type: int, reward: float,
-                       discount: float, observation: Any) -> Any:
+                       discount: float, observation: Any,
+                       batch_size: int = 1) -> Any:
+  """One environment step as a time step of `batch_size` identical rows."""
 
   def batched(leaf_spec, value):
-    return tf.constant(
-        np.asarray(value, dtype=leaf_spec.dtype.as_numpy_dtype)[None])
+    row = np.asarray(value, dtype=leaf_spec.dtype.as_numpy_dtype)[None]
+    return tf.constant(np.repeat(row, batch_size, axis=0))
 
   return type(spec)(
       step_type=batched(spec.step_type, step_type),
@@ -608,6 +752,33 @@ def _batched_time_step(spec: Any, step_type: int, reward: float,
       observation=tf.nest.map_structure(batched, spec.observation,
                                         observation),
   )
+
+
+def _fixed_batch_size(time_step_spec: Any) -> Optional[int]:
+  """The batch size the `action` function was saved with, if fixed."""
+  sizes = {s.shape.as_list()[0] for s in tf.nest.flatten(time_step_spec)
+           if s.shape.rank}
+  sizes.discard(None)
+  return sizes.pop() if len(sizes) == 1 else None
+
+
+def _initial_state(loaded: Any, batch_size: int) -> Any:
+  """`get_initial_state` of `batch_size` rows.
+
+  Exports saved with a fixed batch size by upstream's saver take no argument.
+
+  Args:
+    loaded: The loaded export.
+    batch_size: The rows wanted (the fixed batch size, if any).
+
+  Returns:
+    The initial policy state.
+  """
+  signature = (getattr(loaded, 'signatures', None) or {}).get(
+      'get_initial_state')
+  if signature is not None and not signature.structured_input_signature[1]:
+    return loaded.get_initial_state()
+  return loaded.get_initial_state(batch_size)
 
 
 def _reset(env: Any, seed: int) -> Any:
@@ -631,7 +802,9 @@ def evaluate_export(path: str, options: Options) -> Dict[str, Any]:
 
   Episode `i` resets the environment with seed `options.seed + i`. The
   policy state starts from `get_initial_state(1)` and is fed back after each
-  step.
+  step. An export saved with a fixed batch size gets the environment's time
+  step repeated to that many rows (and the state of that many rows); the
+  first row of the action is taken.
 
   Args:
     path: The export directory.
@@ -652,23 +825,26 @@ def evaluate_export(path: str, options: Options) -> Dict[str, Any]:
   env = _make_env(gym, options.env)
   try:
     time_step_spec = _action_time_step_spec(loaded)
-    _check_env_compatible(gym, env, time_step_spec, path, options.env)
+    _check_env_compatible(gym, env, time_step_spec,
+                          _policy_action_specs(path, loaded), path,
+                          options.env)
     discrete = isinstance(env.action_space, gym.spaces.Discrete)
+    batch_size = _fixed_batch_size(time_step_spec) or 1
     returns, lengths = [], []
     seeds = [options.seed + i for i in range(options.episodes)]
     for seed in seeds:
       observation = _reset(env, seed)
-      state = loaded.get_initial_state(1)
+      state = _initial_state(loaded, batch_size)
       step_type, reward, discount = 0, 0.0, 1.0
       total, length = 0.0, 0
       for _ in range(options.max_steps):
         policy_step = loaded.action(
             _batched_time_step(time_step_spec, step_type, reward, discount,
-                               observation), state)
+                               observation, batch_size), state)
         state = policy_step.state
         action = np.asarray(tf.nest.flatten(policy_step.action)[0])[0]
         observation, reward, done = _step(
-            env, int(action) if discrete else action)
+            env, int(action.reshape(-1)[0]) if discrete else action)
         total += reward
         length += 1
         step_type = 1
@@ -1006,15 +1182,32 @@ def run_command(command: str, args: Sequence[str],
         '{} takes {} directory argument{}, got {}: {}'.format(
             command, expected[command], 's' if expected[command] > 1 else '',
             len(args), ' '.join(args) or '(none)'), EXIT_USAGE)
-  if command == 'inspect':
-    return inspect_export(args[0])
-  if command == 'eval':
-    return evaluate_export(args[0], options)
-  if command == 'convert':
-    return convert_export(args[0], options)
   if command == 'verify':
     return verify_export(args[0])
-  return diff_exports(args[0], args[1])
+  # Every read of a command comes from one version of each export.
+  versions = [_current_version(path) for path in args]
+  paths = [version.path for version in versions]
+  if command == 'inspect':
+    result = inspect_export(paths[0])
+    result['export_dir'] = args[0]
+    result['version'] = versions[0].version_id
+    return result
+  if command == 'eval':
+    return evaluate_export(paths[0], options)
+  if command == 'convert':
+    return convert_export(paths[0], options)
+  return diff_exports(paths[0], paths[1])
+
+
+def _current_version(path: str) -> export_publish.Version:
+  """The version of `path` to read (see `export_publish`)."""
+  try:
+    return export_publish.current_version(path)
+  except export_errors.ExportNotFoundError:
+    # The command's own check says "no such directory".
+    return export_publish.Version(export_dir=path, path=path)
+  except export_errors.ExportError as e:
+    raise CliError(_one_line(e)) from e
 
 
 # ---------------------------------------------------------------- output
@@ -1128,6 +1321,7 @@ def _format_convert(result: Dict[str, Any]) -> str:
 
 def _format_verify(result: Dict[str, Any]) -> str:
   lines = ['Export: {}'.format(result['export_dir']),
+           'Version: {}'.format(result.get('version') or '(none)'),
            'Manifest: {}'.format(result['manifest']),
            'Train step: {}'.format(result['train_step']),
            'Replayed: {}'.format(', '.join(result['replayed']) or '(none)'),
@@ -1135,6 +1329,9 @@ def _format_verify(result: Dict[str, Any]) -> str:
   lines += ['  {} in {}'.format(op, fn) for fn, op in result['risky_ops']]
   if not result['risky_ops']:
     lines.append('  (none)')
+  if result.get('uncovered_files'):
+    lines.append('Files not covered by the manifest (added after the save):')
+    lines += ['  ' + f for f in result['uncovered_files']]
   lines.append('Problems:')
   lines += ['  ' + p for p in result['problems']] or ['  (none)']
   lines.append('OK' if result['ok'] else 'FAILED')
@@ -1236,6 +1433,17 @@ def format_text(command: str, result: Dict[str, Any]) -> str:
 # ---------------------------------------------------------------- main
 
 
+_HELP_ARGS = ('-h', '--help', '-help', '--helpshort')
+_ARGUMENTS = {
+    'inspect': (('DIR', 'A policy export directory.'),),
+    'eval': (('DIR', 'A policy export directory.'),),
+    'convert': (('DIR', 'A policy export directory.'),),
+    'diff': (('DIR_A', 'A policy export directory.'),
+             ('DIR_B', 'The policy export directory to compare it with.')),
+    'verify': (('DIR', 'A policy export directory.'),),
+}
+
+
 def _usage() -> str:
   lines = [__doc__.strip(), '', 'Flags:']
   for holder in _FLAG_HOLDERS:
@@ -1244,6 +1452,80 @@ def _usage() -> str:
         flag.name, flag.help, flag.default_as_str))
   lines.append('  --help: show this help.')
   return '\n'.join(lines) + '\n'
+
+
+def _doc_paragraph(pattern: str) -> Optional[str]:
+  """The module docstring's text matched by `pattern`, on one line."""
+  found = re.search(pattern, __doc__, re.M)
+  return ' '.join(found.group(1).split()) if found else None
+
+
+def _command_usage(command: str) -> str:
+  """The help of one command: usage, description, arguments and flags.
+
+  The usage line and description are the command's entries in the module
+  docstring; the flags are those whose help starts with `<command>:`, and
+  those of every command.
+
+  Args:
+    command: One of `COMMANDS`.
+
+  Returns:
+    The help text.
+  """
+  # An entry's continuation lines are indented by more than its first.
+  more = r'(?:\n {5,}\S.*)*'
+  usage = _doc_paragraph(r'^  ({} {}\b.*{})'.format(PROGRAM, command, more))
+  description = _doc_paragraph(r'^  {} +(\S.*{})'.format(command, more))
+  exit_codes = _doc_paragraph(r'^(Exit codes:.*(?:\n.+)*)')
+
+  def wrap(text, indent=''):
+    return textwrap.fill(text, 79, initial_indent=indent,
+                         subsequent_indent=indent + '    ')
+
+  lines = [wrap('Usage: ' + (usage or '{} {}'.format(PROGRAM, command))), '']
+  if description:
+    lines += [textwrap.fill(description, 79), '']
+  lines.append('Arguments:')
+  lines += ['  {}: {}'.format(name, text)
+            for name, text in _ARGUMENTS.get(command, ())]
+  lines += ['', 'Flags:']
+  prefixes = tuple('{}: '.format(c) for c in COMMANDS)
+  own = '{}: '.format(command)
+  own_flags, common_flags = [], []
+  for holder in _FLAG_HOLDERS:
+    flag = flags.FLAGS[holder.name]
+    if flag.help.startswith(own):
+      text = flag.help[len(own):]
+      own_flags.append((flag, text[:1].upper() + text[1:]))
+    elif not flag.help.startswith(prefixes):
+      common_flags.append((flag, flag.help))
+  for flag, text in own_flags + common_flags:
+    lines.append(wrap('--{}: {} (default: {})'.format(
+        flag.name, text, flag.default_as_str), '  '))
+  lines.append('  --help: Show this help.')
+  if exit_codes:
+    lines += ['', textwrap.fill(exit_codes, 79)]
+  return '\n'.join(lines) + '\n'
+
+
+def _command_in(args: Sequence[str]) -> Optional[str]:
+  """The first positional argument (the command) of `args`, if any."""
+  takes_value = False
+  for arg in args:
+    if takes_value:
+      takes_value = False
+      continue
+    if arg == '--':
+      break
+    if arg.startswith('-'):
+      name = arg.lstrip('-')
+      # `--flag value`: the value is not the command.
+      takes_value = ('=' not in name and name in flags.FLAGS and
+                     not flags.FLAGS[name].boolean)
+      continue
+    return arg
+  return None
 
 
 def _report_error(message: str, exit_code: int, as_json: bool) -> int:
@@ -1257,14 +1539,20 @@ def _report_error(message: str, exit_code: int, as_json: bool) -> int:
 def parse_flags(argv: Sequence[str]) -> List[str]:
   """Parses flags; `--help` prints usage and exits 0, bad flags exit 2.
 
+  `COMMAND --help` (or `--help COMMAND`) prints that command's help; a bare
+  `--help`, or one with an unknown command, the tool's.
+
   Args:
     argv: The command line, program name first.
 
   Returns:
     The program name and the positional arguments.
   """
-  if any(arg in ('-h', '--help', '-help', '--helpshort') for arg in argv[1:]):
-    sys.stdout.write(_usage())
+  args = list(argv[1:])
+  if any(arg in _HELP_ARGS for arg in args):
+    command = _command_in([a for a in args if a not in _HELP_ARGS])
+    sys.stdout.write(
+        _command_usage(command) if command in COMMANDS else _usage())
     sys.exit(EXIT_OK)
   try:
     return flags.FLAGS(list(argv))

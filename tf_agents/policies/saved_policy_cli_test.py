@@ -1,7 +1,9 @@
 # coding=utf-8
 """Tests for tf_agents.policies.saved_policy_cli."""
 
+import contextlib
 import importlib.util
+import io
 import json
 import os
 import shutil
@@ -21,9 +23,15 @@ from tf_agents.environments import suite_gym
 from tf_agents.environments import tf_py_environment
 from tf_agents.networks import q_network
 from tf_agents.networks import q_rnn_network
+from tf_agents.policies import fixed_policy
+from tf_agents.policies import greedy_policy
 from tf_agents.policies import policy_saver
+from tf_agents.policies import policy_saver_test_utils as test_utils
 from tf_agents.policies import py_tf_eager_policy
+from tf_agents.policies import q_policy
 from tf_agents.policies import saved_policy_cli
+from tf_agents.specs import tensor_spec
+from tf_agents.trajectories import time_step as ts
 
 _ENV = 'CartPole-v0'
 _PUSH_RIGHT = 1
@@ -298,6 +306,106 @@ class EvalTest(_ExportsTestCase):
     self.assertIn('Average return: {:.2f}'.format(result['returns'][0]), text)
 
 
+def _fixed_export(export_dir, observation_shape, action_spec, action):
+  """Exports a policy that always takes `action`; returns `export_dir`."""
+  time_step_spec = ts.time_step_spec(
+      tensor_spec.TensorSpec(observation_shape, tf.float32))
+  policy = fixed_policy.FixedPolicy(
+      tf.constant(action, action_spec.dtype), time_step_spec, action_spec,
+      emit_log_probability=False)
+  policy_saver.PolicySaver(policy).save(export_dir)
+  return export_dir
+
+
+_DISCRETE_0_TO_1 = tensor_spec.BoundedTensorSpec([], tf.int64, 0, 1)
+_DISCRETE_0_TO_2 = tensor_spec.BoundedTensorSpec([], tf.int64, 0, 2)
+_TORQUE = tensor_spec.BoundedTensorSpec([1], tf.float32, -2.0, 2.0)
+
+
+class EvalEnvironmentTest(_ExportsTestCase):
+  """Exports run only in gym environments whose actions they fit."""
+
+  @parameterized.named_parameters(
+      ('discrete_policy_on_continuous_env', [3], _DISCRETE_0_TO_1, 0,
+       'Pendulum-v1', r'Box\(-2\.0, 2\.0, \(1,\), float32\)'),
+      ('three_actions_on_two', [4], _DISCRETE_0_TO_2, 0, 'CartPole-v0',
+       r'Discrete\(2\)'),
+      ('continuous_policy_on_discrete_env', [4], _TORQUE, [0.5],
+       'CartPole-v0', r'Discrete\(2\)'),
+      ('wider_bounds', [3],
+       tensor_spec.BoundedTensorSpec([1], tf.float32, -3.0, 3.0), [0.5],
+       'Pendulum-v1', r'Box\(-2\.0, 2\.0'),
+      ('other_shape', [3],
+       tensor_spec.BoundedTensorSpec([2], tf.float32, -2.0, 2.0), [0.5, 0.5],
+       'Pendulum-v1', r'Box\(-2\.0, 2\.0, \(1,\)'),
+  )
+  def test_action_space_mismatch(self, observation_shape, action_spec,
+                                 action, env, space):
+    export_dir = _fixed_export(
+        os.path.join(self.create_tempdir().full_path, 'export'),
+        observation_shape, action_spec, action)
+    with self.assertRaises(saved_policy_cli.CliError) as raised:
+      saved_policy_cli.evaluate_export(
+          export_dir, saved_policy_cli.Options(env=env, episodes=1))
+    message = str(raised.exception)
+    self.assertEqual(raised.exception.exit_code, 1)
+    self.assertNotIn('\n', message)
+    self.assertRegex(message, r'action spec .*{}'.format(
+        tf.dtypes.as_dtype(action_spec.dtype).name))
+    self.assertRegex(message, '{} has action space {}'.format(env, space))
+
+  def test_observation_and_action_mismatch_are_both_named(self):
+    with self.assertRaises(saved_policy_cli.CliError) as raised:
+      saved_policy_cli.evaluate_export(
+          self.dense_dir,
+          saved_policy_cli.Options(env='Pendulum-v1', episodes=1))
+    message = str(raised.exception)
+    self.assertIn('expects observations of shape [4]', message)
+    self.assertIn('Pendulum-v1 has action space Box(', message)
+    self.assertNotIn('\n', message)
+
+  @parameterized.named_parameters(
+      ('continuous', [3], _TORQUE, [1.5], 'Pendulum-v1'),
+      ('fewer_actions_than_the_env', [2], _DISCRETE_0_TO_1, 1,
+       'MountainCar-v0'),
+  )
+  def test_compatible_action_space_runs(self, observation_shape, action_spec,
+                                        action, env):
+    export_dir = _fixed_export(
+        os.path.join(self.create_tempdir().full_path, 'export'),
+        observation_shape, action_spec, action)
+    result = saved_policy_cli.evaluate_export(
+        export_dir, saved_policy_cli.Options(env=env, episodes=1, seed=2))
+    self.assertLen(result['returns'], 1)
+    self.assertEqual(result['episode_lengths'], [200])
+
+  @parameterized.named_parameters(('dense', False), ('rnn', True))
+  def test_fixed_batch_size_export(self, recurrent):
+    env = tf_py_environment.TFPyEnvironment(suite_gym.load(_ENV))
+    obs_spec, action_spec = env.observation_spec(), env.action_spec()
+    tf.random.set_seed(11)
+    if recurrent:
+      network = q_rnn_network.QRnnNetwork(
+          obs_spec, action_spec, input_fc_layer_params=(8,),
+          lstm_size=(4,), output_fc_layer_params=(8,))
+    else:
+      network = q_network.QNetwork(obs_spec, action_spec,
+                                   fc_layer_params=(8,))
+    policy = greedy_policy.GreedyPolicy(q_policy.QPolicy(
+        env.time_step_spec(), action_spec, q_network=network))
+    root = self.create_tempdir().full_path
+    results = []
+    for batch_size in (None, 2):
+      export_dir = os.path.join(root, 'batch_{}'.format(batch_size))
+      policy_saver.PolicySaver(policy, batch_size=batch_size).save(export_dir)
+      results.append(saved_policy_cli.evaluate_export(
+          export_dir, saved_policy_cli.Options(env=_ENV, episodes=3,
+                                               seed=5)))
+    unbatched, fixed = results
+    self.assertEqual(fixed['returns'], unbatched['returns'])
+    self.assertEqual(fixed['episode_lengths'], unbatched['episode_lengths'])
+
+
 class ConvertTest(_ExportsTestCase):
 
   @parameterized.named_parameters(('dense', 'dense_dir'), ('rnn', 'rnn_dir'))
@@ -562,6 +670,53 @@ class ResolvePathTest(parameterized.TestCase):
       self.assertEqual(saved_policy_cli.resolve_path(path), expected)
 
 
+class HelpTest(parameterized.TestCase):
+  """`COMMAND --help` prints that command's help; `--help` the tool's."""
+
+  _OWN = {
+      'inspect': ('inspect DIR', '--json'),
+      'eval': ('eval DIR', '--env', '--episodes', '--seed', '--max_steps',
+               '--json'),
+      'convert': ('convert DIR', '--to', '--output', '--signature',
+                  '--json'),
+      'diff': ('diff DIR_A DIR_B', 'DIR_B', '--json'),
+      'verify': ('verify DIR', '--json'),
+  }
+
+  def _help(self, *args):
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout), self.assertRaises(
+        SystemExit) as raised:
+      saved_policy_cli.parse_flags([saved_policy_cli.PROGRAM] + list(args))
+    self.assertEqual(raised.exception.code, 0)
+    return stdout.getvalue()
+
+  @parameterized.parameters(*saved_policy_cli.COMMANDS)
+  def test_command_help(self, command):
+    for args in ([command, '--help'], ['--help', command], [command, '-h'],
+                 ['--json', command, 'some_dir', '--helpshort'],
+                 ['--env', 'CartPole-v1', command, '--help']):
+      text = self._help(*args)
+      self.assertStartsWith(
+          text, 'Usage: {} {}'.format(saved_policy_cli.PROGRAM, command))
+      self.assertIn('--help', text)
+      for own in self._OWN[command]:
+        self.assertIn(own, text, msg=args)
+      for other, texts in self._OWN.items():
+        if other != command:
+          self.assertNotIn(texts[0], text, msg=args)
+          for flag in set(texts) - set(self._OWN[command]):
+            self.assertNotIn(flag, text, msg=args)
+
+  @parameterized.parameters([['--help'], ['-h'], ['show', '--help']])
+  def test_tool_help(self, *args):
+    text = self._help(*args)
+    for usage in ('inspect DIR', 'eval DIR', 'convert DIR', 'diff DIR_A DIR_B',
+                  'verify DIR', '--json', '--episodes', '--output',
+                  'Exit codes'):
+      self.assertIn(usage, text)
+
+
 class CommandLineTest(_ExportsTestCase):
   """Runs the tool as a real process: exit codes, stdout and stderr."""
 
@@ -592,6 +747,16 @@ class CommandLineTest(_ExportsTestCase):
                   '--json', '--episodes', 'Exit codes'):
       self.assertIn(usage, process.stdout)
 
+  def test_command_help(self):
+    process = self._run('eval', '--help')
+    self.assertEqual(process.returncode, 0, process.stderr)
+    self.assertStartsWith(process.stdout, 'Usage: saved_policy_cli eval DIR')
+    for text in ('--env', '--episodes', '--seed', '--max_steps', '--json',
+                 'DIR', 'gym environment'):
+      self.assertIn(text, process.stdout)
+    for text in ('--output', '--signature', 'convert DIR', 'diff DIR_A'):
+      self.assertNotIn(text, process.stdout)
+
   @parameterized.named_parameters(
       ('missing_directory', ['inspect', 'missing_dir'], 1,
        'no such directory'),
@@ -599,6 +764,9 @@ class CommandLineTest(_ExportsTestCase):
        'is not a policy export'),
       ('unknown_env', ['eval', 'dense_dir', '--env=NoSuchEnv-v0'], 1,
        'unknown gym environment'),
+      ('incompatible_action_space', ['eval', 'dense_dir', '--env',
+                                     'Pendulum-v1'], 1,
+       'Pendulum-v1 has action space Box('),
       ('unknown_command', ['show', 'dense_dir'], 2, 'unknown command'),
       ('bad_flag_value', ['eval', 'dense_dir', '--episodes=many'], 2,
        '--episodes'),
@@ -659,8 +827,9 @@ class CommandLineTest(_ExportsTestCase):
   @parameterized.named_parameters(('text', False), ('json', True))
   def test_verify_of_corrupted_export_exits_1(self, as_json):
     export_dir = os.path.join(self.create_tempdir().full_path, 'copy')
-    shutil.copytree(self.dense_dir, export_dir)  # Follows the link.
-    data = os.path.join(export_dir, 'variables',
+    shutil.copytree(self.dense_dir, export_dir)
+    # The current version's data (what every check reads first).
+    data = os.path.join(test_utils.current_files(export_dir), 'variables',
                         'variables.data-00000-of-00001')
     with open(data, 'r+b') as f:
       byte = f.read(1)

@@ -1,7 +1,11 @@
 # coding=utf-8
 """Tests for tf_agents.policies.saved_policy."""
 
+import collections
+import gc
+import logging
 import os
+import re
 from unittest import mock
 
 from absl.testing import parameterized
@@ -555,6 +559,68 @@ class SavedPolicyTest(tf.test.TestCase, parameterized.TestCase):
     with self.assertRaisesRegex(export_errors.TimeStepMismatchError,
                                 'time_step does not have the structure'):
       loaded.action(good.observation)
+
+  @parameterized.named_parameters(
+      ('dict', lambda t: t._asdict(), r'a dict \(keys discount, observation, '
+       r'reward, step_type\)'),
+      ('plain_tuple', tuple, r'a tuple of 4 items'),
+      ('list', list, r'a list of 4 items'),
+      ('other_namedtuple',
+       lambda t: collections.namedtuple('Step', t._fields)(*t),
+       r'a Step \(fields step_type, reward, discount, observation\)'),
+  )
+  def test_action_needs_a_time_step(self, make, given):
+    path, _ = self._export(_make_policy('mlp'))
+    loaded = saved_policy.SavedPolicy(path, backend='saved_model')
+    good = _time_steps(np.random.RandomState(0), batch_size=2)
+    with self.assertRaisesRegex(
+        export_errors.TimeStepMismatchError,
+        r'^time_step .*expected a TimeStep.*got ' + given) as context:
+      loaded.action(make(good))
+    self.assertIsInstance(context.exception, ValueError)
+    self.assertNotIn('\n', str(context.exception))
+    # A TimeStep still works after the error.
+    self.assertEqual(loaded.action(good).action.shape, (2,))
+
+  @parameterized.named_parameters(('saved_model', 'saved_model'),
+                                  ('tflite', 'tflite'))
+  def test_update_from_full_export_logs_no_checkpoint_warnings(self, backend):
+    policy = _make_policy('mlp', seed=0)
+    path, saver = self._export(policy)
+    loaded = saved_policy.SavedPolicy(path, backend=backend)
+    _set_weights(policy.wrapped_policy._q_network, seed=4)  # pylint: disable=protected-access
+    newer = os.path.join(self.get_temp_dir(), 'export_0000000004')
+    saver.save(newer)
+    checkpoint = os.path.join(self.get_temp_dir(), 'checkpoint_0000000004')
+    saver.save_checkpoint(checkpoint)
+    gc.collect()  # Earlier objects' warnings are not this test's.
+
+    records = []
+    handler = logging.Handler(level=logging.WARNING)
+    handler.emit = records.append
+    # TensorFlow logs through the `tensorflow` logger, absl through `absl`.
+    loggers = [logging.getLogger(name) for name in ('tensorflow', 'absl')]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+      logger.addHandler(handler)
+      logger.setLevel(logging.WARNING)
+    try:
+      for update_path in (newer, checkpoint, newer):
+        loaded.update_from_checkpoint(update_path)
+        gc.collect()
+    finally:
+      for logger, level in zip(loggers, levels):
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    messages = [r.getMessage() for r in records]
+    self.assertEmpty([
+        m for m in messages
+        if re.search(r'checkpoint|unrestored|restored object', m, re.I)
+    ])
+    time_step = _time_steps(np.random.RandomState(2), batch_size=8)
+    self.assertAllEqual(
+        loaded.action(time_step).action,
+        self._reference_actions(policy, time_step).action)
 
   @parameterized.named_parameters(
       ('nested_observation', 'nested', True),
