@@ -890,3 +890,66 @@ class Publication(object):
       except tf.errors.NotFoundError:
         continue
       discard(path)
+
+
+_TRAILING_NUMBER = re.compile(r'^(?P<stem>.*?)(?P<number>\d+)$')
+
+
+def _only_saver_files(directory: Text) -> bool:
+  """Whether every file in `directory` was written by the saver."""
+  return set(list_files(directory)) <= owned_files(directory)
+
+
+def retire_checkpoints(checkpoint_dir: Any, max_to_keep: int) -> List[Text]:
+  """Removes the oldest checkpoints beside `checkpoint_dir`.
+
+  Siblings named like `checkpoint_dir` up to a different trailing number
+  (`policy_checkpoint_0000001000`, as `PolicySavedModelTrigger` names them)
+  are ordered by that number; the `max_to_keep` highest stay. An older one is
+  removed only if every file in it was written by the saver (a directory
+  holding anything else is kept, and logged) and the checkpoint after it was
+  published at least 10 seconds ago, so a reader that found it newest a
+  moment ago can still load it. Its versions' markers go first.
+
+  Args:
+    checkpoint_dir: The checkpoint just written.
+    max_to_keep: How many of the newest checkpoints stay (> 0).
+
+  Returns:
+    The directories removed.
+  """
+  parent, name = os.path.split(normalize_dir(checkpoint_dir))
+  match = _TRAILING_NUMBER.match(name)
+  if match is None:
+    return []
+  numbered = []
+  for child in tf.io.gfile.listdir(parent or '.'):
+    child = child.rstrip('/')
+    other = _TRAILING_NUMBER.match(child)
+    if other and other.group('stem') == match.group('stem'):
+      path = os.path.join(parent, child)
+      if tf.io.gfile.exists(os.path.join(versions_dir(path),
+                                         POINTER_FILENAME)):
+        numbered.append((int(other.group('number')), path))
+  numbered.sort(reverse=True)
+  removed = []
+  successor_published = time.time()
+  for index, (_, path) in enumerate(numbered):
+    recent = time.time() - successor_published < _RETIRE_AFTER_SECONDS
+    try:
+      successor_published = _published_at(current_version(path).path)
+    except export_errors.ExportError:
+      continue  # Not a complete checkpoint of the saver: not touched.
+    if index < max_to_keep or recent:
+      continue
+    if not _only_saver_files(path):
+      logging.warning('Keeping %s: it holds files the saver did not write.',
+                      path)
+      continue
+    for name in _version_names(path):
+      marker = os.path.join(versions_dir(path), name, COMPLETE_MARKER)
+      if tf.io.gfile.exists(marker):
+        tf.io.gfile.remove(marker)
+    discard(path)
+    removed.append(path)
+  return removed

@@ -63,7 +63,7 @@ class ExportPublishConcurrencyTest(tf.test.TestCase):
     command = [sys.executable, '-m', 'tf_agents.policies.publish_test_programs']
     with open(os.path.join(workdir, 'writer.log'), 'w') as writer_log:
       writer = subprocess.Popen(
-          command + ['writer', export_dir, '1', '100000', '0.05'],
+          command + ['writer', export_dir, '1', '100000', '0.1'],
           stdout=writer_log, stderr=subprocess.STDOUT,
           env=utils.repository_env(), cwd=workdir)
       try:
@@ -116,7 +116,7 @@ class ExportPublishConcurrencyTest(tf.test.TestCase):
           saver.save('{}-{}'.format(export_dir, k))
         published.append(k)
         k += 1
-        time.sleep(0.02)
+        time.sleep(0.1)
 
     results = [None] * _READERS
 

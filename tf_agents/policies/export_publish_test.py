@@ -381,6 +381,53 @@ class ExportPublishTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(export_publish.version_id(export_dir), names[-1])
     self.assertFalse(os.path.exists(dead))
 
+  @mock.patch.object(export_publish, '_RETIRE_AFTER_SECONDS', 0.0)
+  def testMaxToKeepRemovesTheOldestCheckpointsOfTheSaverOnly(self):
+    saver = policy_saver.PolicySaver(
+        self._policy, batch_size=None, train_step=self._train_step,
+        max_to_keep=2)
+    checkpoints = self.create_tempdir().full_path
+    foreign = os.path.join(checkpoints, 'policy_checkpoint_0000000000')
+    os.makedirs(foreign)
+    other = os.path.join(checkpoints, 'other_0000000001')
+    saver.save_checkpoint(other)
+    for step in range(1, 6):
+      self._new_weights(step)
+      saver.save_checkpoint(
+          os.path.join(checkpoints, 'policy_checkpoint_%010d' % step))
+      if step == 2:
+        with open(os.path.join(checkpoints, 'policy_checkpoint_%010d' % step,
+                               'notes.txt'), 'w') as f:
+          f.write('mine')
+    self.assertCountEqual(
+        ['policy_checkpoint_0000000000', 'other_0000000001',
+         'policy_checkpoint_0000000002', 'policy_checkpoint_0000000004',
+         'policy_checkpoint_0000000005'], os.listdir(checkpoints))
+    loaded = saved_policy.SavedPolicy(self._full_export(),
+                                      backend='saved_model')
+    self.assertTrue(loaded.update_from_directory(checkpoints))
+    self.assertEqual(5, loaded.get_train_step())
+
+  def _full_export(self):
+    export_dir = os.path.join(self.create_tempdir().full_path, 'policy')
+    self._saver.save(export_dir)
+    return export_dir
+
+  def testMaxToKeepKeepsCheckpointsReadersMayBeLoading(self):
+    saver = policy_saver.PolicySaver(
+        self._policy, batch_size=None, train_step=self._train_step,
+        max_to_keep=1)
+    checkpoints = self.create_tempdir().full_path
+    for step in range(1, 4):
+      saver.save_checkpoint(os.path.join(checkpoints, 'ckpt_%d' % step))
+    # Each was superseded less than 10 s ago: all stay for now.
+    self.assertLen(os.listdir(checkpoints), 3)
+
+  @parameterized.parameters(0, -1, True, 1.5, '2')
+  def testMaxToKeepMustBeAPositiveInteger(self, value):
+    with self.assertRaisesRegex(ValueError, 'max_to_keep'):
+      policy_saver.PolicySaver(self._policy, max_to_keep=value)
+
   def testVersionIdChangesWithEveryPublishAndUpdatesFollow(self):
     root = self.create_tempdir().full_path
     export_dir = os.path.join(root, 'policy')

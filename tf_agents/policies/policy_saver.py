@@ -697,7 +697,8 @@ class PolicySaver(object):
       train_step: Optional[tf.Variable] = None,
       input_fn_and_spec: Optional[InputFnAndSpecType] = None,
       metadata: Optional[Dict[Text, tf.Variable]] = None, *,
-      include_distribution: bool = True):
+      include_distribution: bool = True,
+      max_to_keep: Optional[int] = None):
     """Builds the functions and signatures to export for `policy`.
 
     Args:
@@ -719,6 +720,10 @@ class PolicySaver(object):
         policy; values are those at `save` time.
       include_distribution: If False, `distribution` is not exported, so the
         export loads without `tensorflow_probability`.
+      max_to_keep: If set, each `save_checkpoint(.../<name><number>)` then
+        removes the oldest checkpoints beside it beyond this many (see
+        `export_publish.retire_checkpoints`; upstream's checkpoints fill the
+        disk, tensorflow/agents#927). None keeps them all.
 
     Raises:
       NotImplementedError: If eager execution is disabled process-wide (TF1
@@ -727,7 +732,7 @@ class PolicySaver(object):
         str -> `tf.Variable`, or `train_step` is a `tf.Variable` of a
         non-integer dtype.
       ValueError: If `batch_size` is not None or an integer from 1 to
-        2**31 - 1; if `use_nest_path_signatures` is False and a spec of
+        2**31 - 1, or `max_to_keep` not None or an integer > 0; if `use_nest_path_signatures` is False and a spec of
         `time_step_spec`, `action_spec`, `policy_state_spec` or `info_spec`
         has no name or a colliding one; if an input of the `action`
         signature would get a name TensorFlow cannot use (see the module
@@ -748,6 +753,13 @@ class PolicySaver(object):
           )
       )
     batch_size = _validated_batch_size(batch_size)
+    if max_to_keep is not None and (
+        isinstance(max_to_keep, bool)
+        or not isinstance(max_to_keep, numbers.Integral) or max_to_keep < 1):
+      raise ValueError(
+          'max_to_keep must be None or an integer > 0, got {!r}.'.format(
+              max_to_keep))
+    self._max_to_keep = max_to_keep
     self._check_specs(policy, use_nest_path_signatures)
     train_step = self._validated_train_step(train_step)
     metadata = self._validated_metadata(metadata)
@@ -1509,6 +1521,9 @@ class PolicySaver(object):
     its recorded reference outputs, which describe the old variables, are
     dropped.
 
+    With `max_to_keep`, older checkpoints beside `export_dir` are then
+    removed (see `export_publish.retire_checkpoints`).
+
     Args:
       export_dir: Directory to write (any `tf.io.gfile` path; `str`, `bytes`
         or path-like).
@@ -1541,6 +1556,12 @@ class PolicySaver(object):
       return 'checkpoint'
 
     self._publish(export_dir, _CHECKPOINT_FILES, write)
+    if self._max_to_keep is not None:
+      try:
+        export_publish.retire_checkpoints(export_dir, self._max_to_keep)
+      except (OSError, tf.errors.OpError) as e:
+        logging.warning('Could not remove old checkpoints beside %s: %s',
+                        export_dir, export_errors.one_line(e))
 
 
 def specs_from_collect_data_spec(
