@@ -14,13 +14,20 @@ Backends
   TF1 loader cannot read one, the loaded `action` concrete function is called
   instead. The export is loaded twice (once eagerly for specs, metadata,
   checkpoints and conversion), so its variables take twice the memory.
-* `'tflite'`: the `action` signature run by `tf.lite.Interpreter` with tensor
-  indices resolved once. The model is read from
-  `<export_dir>/assets/action.tflite` when the export has that file (added
-  by a build step; an export's integrity manifest must then list it, or the
-  export is rejected as modified), else converted at load
-  (`policy_saver.convert_action_to_tflite`). After `update_from_checkpoint`
-  it is re-converted from the updated variables.
+* `'tflite'`: the `action` signature run by `tf.lite.Interpreter` through
+  its signature runner. The model is converted at load with the weights as
+  TFLite variables and a `set_weights` signature, so `update_from_checkpoint`
+  hands it the new values without converting again. A model stored in the
+  export (`assets/action.tflite`, from a build step, with the weights as
+  constants) is used instead until the weights change.
+
+Refreshes: `update_from_checkpoint` and `update_from_directory` keep the
+backend (the session restores the new values, the TFLite model takes them
+through `set_weights`). Weights assigned in place are followed too: once
+`variables()` (or `model_variables`) has handed out the variables, which the
+caller may assign (as `ReverbVariableContainer.update` does), the policy
+runs the loaded `action` signature itself, which reads them, rather than a
+copy of the weights that could go stale.
 * `'auto'` (default): `'tflite'` when it is exact for this policy, else
   `'saved_model'`. A backend is exact when the action function has no random
   or variable-assigning ops and the TFLite model reproduces the SavedModel's
@@ -111,6 +118,8 @@ BACKENDS = (BACKEND_AUTO, BACKEND_SAVED_MODEL, BACKEND_TFLITE)
 TFLITE_MODEL_FILENAME = 'action.tflite'
 
 _ACTION_SIGNATURE = 'action'
+# The TFLite signature replacing the weights (see `_convert_with_weights`).
+_SET_WEIGHTS_SIGNATURE = 'set_weights'
 _INITIAL_STATE_SIGNATURE = 'get_initial_state'
 
 # Op types that make an action function stochastic or stateful, so that a
@@ -301,21 +310,33 @@ def restore_checkpoint(
   """
 
   def read(version):
-    _restore_version(loaded, version.path)
+    _restore_version(loaded, version.path, version.kind)
     return version
 
   return export_publish.read_consistent(checkpoint_path, read)
 
 
-def _restore_version(loaded: Any, checkpoint_path: Text) -> None:
-  """`restore_checkpoint` from the directory holding all the files."""
+def _restore_version(loaded: Any, checkpoint_path: Text,
+                     kind: Optional[Text] = None) -> None:
+  """`restore_checkpoint` from the directory holding all the files.
+
+  Args:
+    loaded: The loaded export.
+    checkpoint_path: The directory.
+    kind: How the saver wrote it (`export_publish.Version.kind`), if known:
+      a full export's policy is the checkpoint's root, a checkpoint's its
+      `policy` child; unknown, both are tried.
+  """
   check_checkpoint(checkpoint_path)
   prefix = _variables_prefix(checkpoint_path)
   errors = []
-  for checkpoint in (
+  layouts = [
       lambda: tf.train.Checkpoint(policy=loaded),
       lambda: tf.train.Checkpoint(root=loaded),
-  ):
+  ]
+  if kind in ('full', 'variables_only'):
+    layouts.reverse()
+  for checkpoint in layouts:
     try:
       status = checkpoint().read(prefix)
       # Before asserting: a status dropped without `expect_partial()` logs
@@ -547,7 +568,14 @@ class _SignatureBackend(object):
 
 
 class _TFLiteBackend(object):
-  """Runs a TFLite model of the `action` signature."""
+  """Runs a TFLite model of the `action` signature.
+
+  A model converted by `_convert_with_weights` also has a `set_weights`
+  signature: its weights are TFLite variables, replaced in place by
+  `set_weights` (no conversion again). A model stored in the export has its
+  weights as constants and is converted again from the live object when
+  they change.
+  """
 
   name = BACKEND_TFLITE
 
@@ -558,7 +586,6 @@ class _TFLiteBackend(object):
       input_keys: Sequence[Text],
       output_keys: Sequence[Text],
       num_threads: Optional[int],
-      batch_size: int = 1,
   ):
     with warnings.catch_warnings():
       # TF >= 2.18 warns that tf.lite.Interpreter moves to LiteRT.
@@ -579,12 +606,10 @@ class _TFLiteBackend(object):
       )
     runner = interpreter.get_signature_runner(key)
     input_details = runner.get_input_details()
-    output_details = runner.get_output_details()
-    # A live signature runner keeps the interpreter from running raw calls.
-    del runner
-    self._input_indices = []
+    self._input_names = []
     for spec, k in zip(input_specs, input_keys):
-      detail = input_details.get(k) or input_details.get(spec.name)
+      name = k if k in input_details else spec.name
+      detail = input_details.get(name)
       if detail is None:
         raise ValueError(
             'The TFLite model has no input {!r} (it has {}).'.format(
@@ -597,66 +622,89 @@ class _TFLiteBackend(object):
                 k, np.dtype(detail['dtype']).name, spec.dtype.name
             )
         )
-      self._input_indices.append(
-          (detail['index'], tuple(spec.shape.as_list()[1:]))
+      self._input_names.append(name)
+    output_details = runner.get_output_details()
+    missing = [k for k in output_keys if k not in output_details]
+    if missing:
+      raise ValueError(
+          'The TFLite model has no output {!r} (it has {}).'.format(
+              missing[0], sorted(output_details)
+          )
       )
-    self._output_indices = []
-    for k in output_keys:
-      if k not in output_details:
-        raise ValueError(
-            'The TFLite model has no output {!r} (it has {}).'.format(
-                k, sorted(output_details)
-            )
-        )
-      self._output_indices.append(output_details[k]['index'])
+    self._output_keys = tuple(output_keys)
     self._interpreter = interpreter
-    self._set_tensor = interpreter.set_tensor
-    self._invoke = interpreter.invoke
-    self._get_tensor = interpreter.get_tensor
-    self._batch_size = None
-    self._resize(batch_size)
+    self._runner = runner
+    self._set_weights = None
+    if _SET_WEIGHTS_SIGNATURE in signatures:
+      self._set_weights = interpreter.get_signature_runner(
+          _SET_WEIGHTS_SIGNATURE)
 
-  def _resize(self, batch_size: int) -> None:
-    for index, shape in self._input_indices:
-      self._interpreter.resize_tensor_input(
-          index, (batch_size,) + shape, strict=False
-      )
-    self._interpreter.allocate_tensors()
-    self._batch_size = batch_size
+  @property
+  def follows_weights(self) -> bool:
+    """Whether `set_weights` replaces the weights (else: convert again)."""
+    return self._set_weights is not None
+
+  def set_weights(self, values: Sequence[np.ndarray]) -> None:
+    """Replaces the weights (a model from `_convert_with_weights` only)."""
+    self._set_weights(**{_weight_name(i): value
+                         for i, value in enumerate(values)})
 
   def run(self, arrays: Sequence[np.ndarray], batch_size: int) -> List[Any]:
-    if batch_size != self._batch_size:
-      self._resize(batch_size)
-    set_tensor = self._set_tensor
-    for (index, _), array in zip(self._input_indices, arrays):
-      set_tensor(index, array)
-    self._invoke()
-    get_tensor = self._get_tensor
-    return [get_tensor(index) for index in self._output_indices]
+    del batch_size  # The runner resizes the inputs to the arrays given.
+    outputs = self._runner(**dict(zip(self._input_names, arrays)))
+    return [outputs[k] for k in self._output_keys]
 
 
-def _convert_to_tflite(
-    export_dir: Optional[Text], loaded: Any, signature: Any
-) -> bytes:
-  """Converts the `action` signature, from `export_dir` or the live object."""
-  if export_dir is not None:
-    convert = getattr(policy_saver, 'convert_action_to_tflite', None)
-    if convert is not None:
-      model, _ = convert(export_dir)
-      return model
-    converter = tf.lite.TFLiteConverter.from_saved_model(
-        export_dir, signature_keys=[_ACTION_SIGNATURE]
-    )
-    return converter.convert()
-  # From the loaded object, so the model has its current variable values.
+def _weight_name(index: int) -> Text:
+  return 'weight_{:04d}'.format(index)
+
+
+def _convert_with_weights(loaded: Any, signature: Any) -> bytes:
+  """The `action` signature as a TFLite model whose weights are replaceable.
+
+  The model's weights (`loaded.model_variables`) are TFLite resource
+  variables, initialized with their current values; its `set_weights`
+  signature takes new values for all of them, so refreshing the weights
+  never converts again.
+
+  Args:
+    loaded: The loaded export.
+    signature: Its `action` signature.
+
+  Returns:
+    The TFLite flatbuffer (builtin ops only when possible, else with select
+    TF ops).
+  """
+  weights = list(loaded.model_variables)
+  _, input_specs = signature.structured_input_signature
+  action_specs = {k: tf.TensorSpec(v.shape, v.dtype, k)
+                  for k, v in input_specs.items()}
+  weight_specs = {_weight_name(i): tf.TensorSpec(v.shape, v.dtype,
+                                                 _weight_name(i))
+                  for i, v in enumerate(weights)}
+  module = tf.Module()
+  module.weights = weights
+
+  @tf.function(input_signature=[action_specs])
+  def action(inputs):
+    return signature(**inputs)
+
+  @tf.function(input_signature=[weight_specs])
+  def set_weights(values):
+    for i, variable in enumerate(weights):
+      variable.assign(values[_weight_name(i)])
+    return {'weights_set': tf.constant(len(weights))}
+
+  functions = [action.get_concrete_function(),
+               set_weights.get_concrete_function()]
   last_error = None
   for ops in (
       [tf.lite.OpsSet.TFLITE_BUILTINS],
       [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS],
   ):
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [signature], loaded
-    )
+        functions, module)
+    converter.experimental_enable_resource_variables = True
     converter.target_spec.supported_ops = ops
     try:
       return converter.convert()
@@ -946,20 +994,11 @@ class SavedPolicy(py_policy.PyPolicy):
         with tf.io.gfile.GFile(stored, 'rb') as f:
           model = f.read()
         logging.info('Using the stored TFLite model %s.', stored)
-      else:
-        model = _convert_to_tflite(self._version_dir, None, None)
-    else:
-      model = _convert_to_tflite(
-          None, self._loaded, self._action_signature
-      )
-    return _TFLiteBackend(
-        model,
-        self._input_specs,
-        self._input_keys,
-        self._output_keys,
-        self._num_threads,
-        self._fixed_batch_size or 1,
-    )
+        return _TFLiteBackend(model, self._input_specs, self._input_keys,
+                              self._output_keys, self._num_threads)
+    model = _convert_with_weights(self._loaded, self._action_signature)
+    return _TFLiteBackend(model, self._input_specs, self._input_keys,
+                          self._output_keys, self._num_threads)
 
   def _probe_inputs(self) -> List[List[np.ndarray]]:
     """Batches of inputs sampled from the specs, for exactness checks."""
@@ -1259,7 +1298,25 @@ class SavedPolicy(py_policy.PyPolicy):
   # Variables, train step, metadata.
 
   def variables(self) -> Sequence[tf.Variable]:
-    """The exported `model_variables`."""
+    """The exported `model_variables`, which the next `action` follows.
+
+    The caller may assign new values in place (as
+    `ReverbVariableContainer.update(policy.variables())` does), at any time
+    from now on: the backend runs from then on the `action` signature of the
+    loaded export itself, which reads these variables (a TFLite model or a
+    TensorFlow session holds its own copy of the weights and could serve
+    old ones). `update_from_checkpoint` keeps the fast backend.
+
+    Returns:
+      The variables.
+    """
+    if self._backend.name != BACKEND_SAVED_MODEL or not isinstance(
+        self._backend, _SignatureBackend):
+      logging.info('Serving %s from its loaded signature from now on: its '
+                   'variables may be assigned in place.', self._export_dir)
+      self._backend = _SignatureBackend(
+          self._action_signature, self._input_keys, self._output_keys)
+      self._sm_backend = self._backend
     return self._loaded.model_variables
 
   def get_train_step(self) -> types.Int:
@@ -1340,8 +1397,17 @@ class SavedPolicy(py_policy.PyPolicy):
         if self._backend is self._sm_backend:
           self._backend = fallback
         self._sm_backend = fallback
-    if self._backend.name == BACKEND_TFLITE:
-      # The TFLite model holds the variables as constants: convert again.
+    self._refresh_tflite()
+
+  def _refresh_tflite(self) -> None:
+    """Gives the TFLite backend, if in use, the current variable values."""
+    if self._backend.name != BACKEND_TFLITE:
+      return
+    if self._backend.follows_weights:
+      self._backend.set_weights(
+          [v.numpy() for v in self._loaded.model_variables])
+    else:
+      # A stored model holds the weights as constants: convert (once).
       self._backend = self._choose_backend()
 
   @staticmethod
@@ -1413,4 +1479,6 @@ class SavedPolicy(py_policy.PyPolicy):
     loaded = self.__dict__.get('_loaded')
     if loaded is None:
       raise AttributeError(name)
+    if name == 'model_variables':
+      return self.variables()  # May be assigned in place: see there.
     return getattr(loaded, name)

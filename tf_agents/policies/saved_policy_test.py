@@ -737,6 +737,49 @@ class SavedPolicyTest(tf.test.TestCase, parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, 'seed'):
       loaded.action(_time_steps(np.random.RandomState(0)), seed=1)
 
+  @parameterized.named_parameters(
+      ('saved_model', 'saved_model'), ('tflite', 'tflite'), ('auto', 'auto'))
+  def test_weights_assigned_in_place_are_followed(self, backend):
+    policy = _make_policy('mlp', seed=0)
+    path, _ = self._export(policy)
+    loaded = saved_policy.SavedPolicy(path, backend=backend)
+    time_step = _time_steps(np.random.RandomState(2), batch_size=32)
+    own = self._reference_actions(policy, time_step).action
+    self.assertAllEqual(own, loaded.action(time_step).action)
+    other = _make_policy('mlp', seed=1)
+    expected = self._reference_actions(other, time_step).action
+    self.assertNotAllEqual(own, expected)
+    # As `ReverbVariableContainer.update(policy.variables())` does: the
+    # caller holds the list and assigns into it, again and again.
+    held = loaded.variables()
+    for variable, value in zip(held, other.variables()):
+      variable.assign(value)
+    self.assertAllEqual(expected, loaded.action(time_step).action)
+    for variable, value in zip(held, policy.variables()):
+      variable.assign(value)
+    self.assertAllEqual(own, loaded.action(time_step).action)
+
+  @parameterized.named_parameters(('tflite', 'tflite'), ('auto', 'auto'))
+  def test_tflite_refresh_does_not_convert_again(self, backend):
+    policy = _make_policy('mlp', seed=0)
+    path, _ = self._export(policy)
+    time_step = _time_steps(np.random.RandomState(3), batch_size=16)
+    with mock.patch.object(
+        saved_policy, '_convert_with_weights',
+        wraps=saved_policy._convert_with_weights) as convert:
+      loaded = saved_policy.SavedPolicy(path, backend=backend)
+      self.assertEqual('tflite', loaded.backend)
+      for seed in (1, 2, 3):
+        other = _make_policy('mlp', seed=seed)
+        checkpoint = os.path.join(self._base('local'), 'ckpt_%d' % seed)
+        policy_saver.PolicySaver(other).save_checkpoint(checkpoint)
+        loaded.update_from_checkpoint(checkpoint)
+        self.assertEqual('tflite', loaded.backend)
+        self.assertAllEqual(
+            self._reference_actions(other, time_step).action,
+            loaded.action(time_step).action)
+    self.assertEqual(1, convert.call_count)
+
   def test_stored_tflite_model_is_used(self):
     # A TFLite model stored in the export is used instead of converting; one
     # that does not reproduce the SavedModel is rejected by `auto`.
