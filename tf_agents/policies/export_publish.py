@@ -91,7 +91,8 @@ import shutil
 import socket
 import time
 import uuid
-from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Text, TypeVar
+from typing import (Any, Callable, Dict, Iterable, List, Optional, Set, Text,
+                    TypeVar)
 
 from absl import logging
 import tensorflow as tf
@@ -468,6 +469,9 @@ def current_version(export_dir: Text) -> Version:
       if not tf.io.gfile.exists(export_dir):
         raise export_errors.ExportNotFoundError(
             '{}: no such file or directory.'.format(export_dir))
+      numbered = _newest_numbered(export_dir)
+      if numbered is not None:
+        return numbered
       return Version(export_dir=export_dir, path=export_dir)
     if pointer:
       path = os.path.join(versions_dir(export_dir), pointer['version'])
@@ -492,11 +496,38 @@ def _newest_complete(export_dir: Text) -> Optional[Dict[Text, Any]]:
   return None
 
 
+def _is_whole(path: Text) -> bool:
+  """Whether `path` holds a whole export (this saver's, or another's)."""
+  if tf.io.gfile.exists(os.path.join(path, COMPLETE_MARKER)):
+    return True
+  return tf.io.gfile.exists(
+      os.path.join(path, tf.saved_model.SAVED_MODEL_FILENAME_PB)
+  ) and not tf.io.gfile.exists(os.path.join(path, MANIFEST_FILENAME))
+
+
+def _newest_numbered(base_dir: Text) -> Optional[Version]:
+  """The highest whole `base_dir/<number>` (TF Serving's layout), if any."""
+  if tf.io.gfile.exists(
+      os.path.join(base_dir, tf.saved_model.SAVED_MODEL_FILENAME_PB)):
+    return None  # An export itself.
+  try:
+    children = [c.rstrip('/') for c in tf.io.gfile.listdir(base_dir)]
+  except tf.errors.OpError:
+    return None
+  for number in sorted((int(c) for c in children if c.isdigit()),
+                       reverse=True):
+    path = os.path.join(base_dir, str(number))
+    if _is_whole(path):
+      return Version(export_dir=base_dir, path=path, version_id=str(number),
+                     seq=number)
+  return None
+
+
 def is_retired(version: Version) -> bool:
   """Whether `version` was retired (or is being removed) since resolved."""
   if version.version_id is None:
     return False
-  return not tf.io.gfile.exists(os.path.join(version.path, COMPLETE_MARKER))
+  return not _is_whole(version.path)
 
 
 def read_consistent(
@@ -904,8 +935,9 @@ def retire_checkpoints(checkpoint_dir: Any, max_to_keep: int) -> List[Text]:
   """Removes the oldest checkpoints beside `checkpoint_dir`.
 
   Siblings named like `checkpoint_dir` up to a different trailing number
-  (`policy_checkpoint_0000001000`, as `PolicySavedModelTrigger` names them)
-  are ordered by that number; the `max_to_keep` highest stay. An older one is
+  (`policy_checkpoint_0000001000`, as `PolicySavedModelTrigger` names them,
+  or TF Serving's `base/<number>`) and written by the saver are ordered by
+  that number; the `max_to_keep` highest stay. An older one is
   removed only if every file in it was written by the saver (a directory
   holding anything else is kept, and logged) and the checkpoint after it was
   published at least 10 seconds ago, so a reader that found it newest a
@@ -927,29 +959,118 @@ def retire_checkpoints(checkpoint_dir: Any, max_to_keep: int) -> List[Text]:
     child = child.rstrip('/')
     other = _TRAILING_NUMBER.match(child)
     if other and other.group('stem') == match.group('stem'):
-      path = os.path.join(parent, child)
-      if tf.io.gfile.exists(os.path.join(versions_dir(path),
-                                         POINTER_FILENAME)):
-        numbered.append((int(other.group('number')), path))
+      numbered.append((int(other.group('number')),
+                       os.path.join(parent, child)))
   numbered.sort(reverse=True)
   removed = []
   successor_published = time.time()
   for index, (_, path) in enumerate(numbered):
     recent = time.time() - successor_published < _RETIRE_AFTER_SECONDS
     try:
-      successor_published = _published_at(current_version(path).path)
+      published = _published_at(current_version(path).path)
     except export_errors.ExportError:
+      published = 0.0
+    if not published:
       continue  # Not a complete checkpoint of the saver: not touched.
+    successor_published = published
     if index < max_to_keep or recent:
       continue
     if not _only_saver_files(path):
       logging.warning('Keeping %s: it holds files the saver did not write.',
                       path)
       continue
-    for name in _version_names(path):
-      marker = os.path.join(versions_dir(path), name, COMPLETE_MARKER)
+    markers = [os.path.join(path, COMPLETE_MARKER)] + [
+        os.path.join(versions_dir(path), name, COMPLETE_MARKER)
+        for name in _version_names(path)]
+    for marker in markers:
       if tf.io.gfile.exists(marker):
         tf.io.gfile.remove(marker)
     discard(path)
     removed.append(path)
   return removed
+
+
+class NumberedPublication(object):
+  """One save into TF Serving's layout: `base_dir/<number>/`.
+
+  TF Serving, TFX and Vertex AI serve the highest numbered subdirectory of a
+  base directory. The export is written into a hidden sibling
+  (`.tmp-<number>-...`, which they ignore), completed with its manifest and
+  marker, then renamed to `<number>` in one step on local disks. On object
+  stores, where a rename is a copy, its files are copied in with
+  `saved_model.pb` and then the manifest and marker last, so a server that
+  waits for `saved_model.pb` sees every variable file, and this
+  repository's readers (which take the highest number with a marker, see
+  `current_version`) never see a partial one. Same interface as
+  `Publication`.
+
+  Attributes:
+    export_dir: The base directory.
+    previous: Always None (a numbered version is written whole).
+    staging: The directory to fill.
+    number: The version's number.
+  """
+
+  def __init__(self, base_dir: Any, number: Optional[int] = None):
+    """Picks the number and creates the staging directory.
+
+    Args:
+      base_dir: The base directory.
+      number: The version number; default: one above the highest present.
+
+    Raises:
+      ExportWriteError: `base_dir` is a file or an export itself, or version
+        `number` exists.
+    """
+    self.export_dir = normalize_dir(base_dir)
+    if tf.io.gfile.exists(self.export_dir) and (
+        not tf.io.gfile.isdir(self.export_dir) or tf.io.gfile.exists(
+            os.path.join(self.export_dir,
+                         tf.saved_model.SAVED_MODEL_FILENAME_PB))):
+      raise export_errors.ExportWriteError(
+          'Cannot write numbered versions into {}: it is a file or an export '
+          'itself.'.format(self.export_dir))
+    try:
+      children = [c.rstrip('/') for c in tf.io.gfile.listdir(self.export_dir)]
+    except tf.errors.NotFoundError:
+      children = []
+    numbers = [int(c) for c in children if c.isdigit()]
+    if number is None:
+      number = max(numbers, default=0) + 1
+    if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+      raise export_errors.ExportWriteError(
+          'A version number must be an integer >= 0, got {!r}.'.format(
+              number))
+    if number in numbers:
+      raise export_errors.ExportWriteError(
+          'Cannot write version {} into {}: it exists (versions are never '
+          'overwritten).'.format(number, self.export_dir))
+    self.number = number
+    self.previous = None
+    self.target = os.path.join(self.export_dir, str(number))
+    self.staging = os.path.join(self.export_dir, '.tmp-{}-{}-{}-{}'.format(
+        number, _HOST, os.getpid(), uuid.uuid4().hex[:12]))
+    tf.io.gfile.makedirs(self.staging)
+
+  def previous_files(self) -> Dict[Text, Text]:
+    return {}
+
+  def abort(self) -> None:
+    discard(self.staging)
+
+  def commit(self, extra: Dict[Text, Any]) -> Dict[Text, Any]:
+    """Completes the version and renames (or copies) it into place."""
+    manifest = write_manifest(self.staging, dict(
+        extra, version=str(self.number), seq=self.number,
+        published_at=time.time()))
+    if is_local(self.target):
+      os.rename(self.staging, self.target)  # Fails if it appeared since.
+      return manifest
+    files = sorted(manifest['files'], key=lambda rel: (
+        rel == tf.saved_model.SAVED_MODEL_FILENAME_PB, rel))
+    for rel in files + [MANIFEST_FILENAME, COMPLETE_MARKER]:
+      target = os.path.join(self.target, rel)
+      tf.io.gfile.makedirs(os.path.dirname(target))
+      tf.io.gfile.copy(os.path.join(self.staging, rel), target)
+    discard(self.staging)
+    return manifest

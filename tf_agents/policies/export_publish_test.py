@@ -428,6 +428,60 @@ class ExportPublishTest(tf.test.TestCase, parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, 'max_to_keep'):
       policy_saver.PolicySaver(self._policy, max_to_keep=value)
 
+  @parameterized.named_parameters(('Local', 'local'), ('Ram', 'ram'))
+  def testServingLayoutNumbersVersionsAndReadersTakeTheHighest(self, where):
+    if where == 'local':
+      base = os.path.join(self.create_tempdir().full_path, 'serving')
+    else:
+      base = 'ram://export_publish_test/{}/serving'.format(
+          self._testMethodName)
+    actions = self._new_weights(1)
+    self.assertEqual(os.path.join(base, '1'), self._saver.save_serving(base))
+    loaded = saved_policy.SavedPolicy(base, backend='saved_model')
+    self.assertEqual('1', loaded.version)
+    loaded.update_from_directory(base)
+    self.assertFalse(loaded.update_from_directory(base))
+    actions = self._new_weights(2)
+    self.assertEqual(os.path.join(base, '7'),
+                     self._saver.save_serving(base, version=7))
+    self.assertTrue(loaded.update_from_directory(base))
+    numpy_step = tf.nest.map_structure(lambda t: t.numpy(), self._time_step)
+    self.assertAllEqual(actions, loaded.action(numpy_step).action)
+    self._assert_serves(os.path.join(base, '7'), 2, actions)
+    self.assertEqual(2, saved_policy.SavedPolicy(base).get_train_step())
+    # Only numbered versions, no temporary names left; none overwritten.
+    self.assertCountEqual(['1', '7'], [
+        c.rstrip('/') for c in tf.io.gfile.listdir(base)
+        if tf.io.gfile.isdir(os.path.join(base, c.rstrip('/')))])
+    with self.assertRaisesRegex(export_errors.ExportWriteError, 'exists'):
+      self._saver.save_serving(base, version=7)
+    self.assertTrue(
+        export_verify.verify(os.path.join(base, '7'), fresh_process=False).ok)
+
+  def testServingVersionBeingWrittenIsNotRead(self):
+    base = os.path.join(self.create_tempdir().full_path, 'serving')
+    actions = self._new_weights(1)
+    self._saver.save_serving(base)
+    # A version still being written: hidden, or numbered without marker
+    # (as an object-store copy in progress).
+    os.makedirs(os.path.join(base, '.tmp-2-host-1-abc', 'variables'))
+    partial = os.path.join(base, '3')
+    shutil.copytree(os.path.join(base, '1'), partial)
+    os.remove(os.path.join(partial, export_publish.COMPLETE_MARKER))
+    version = export_publish.current_version(base)
+    self.assertEqual('1', version.version_id)
+    self._assert_serves(version.path, 1, actions)
+
+  @mock.patch.object(export_publish, '_RETIRE_AFTER_SECONDS', 0.0)
+  def testServingLayoutMaxToKeep(self):
+    saver = policy_saver.PolicySaver(
+        self._policy, batch_size=None, train_step=self._train_step,
+        max_to_keep=2)
+    base = os.path.join(self.create_tempdir().full_path, 'serving')
+    for _ in range(4):
+      saver.save_serving(base)
+    self.assertCountEqual(['3', '4'], os.listdir(base))
+
   def testVersionIdChangesWithEveryPublishAndUpdatesFollow(self):
     root = self.create_tempdir().full_path
     export_dir = os.path.join(root, 'policy')
@@ -453,7 +507,8 @@ class ExportPublishTest(tf.test.TestCase, parameterized.TestCase):
     self._saver.save(export_dir)
     loaded = saved_policy.SavedPolicy(export_dir, backend='saved_model')
     self.assertEqual(export_publish.version_id(export_dir), loaded.version)
-    self.assertTrue(loaded.update_from_directory(export_dir))
+    # The version it loaded is no news.
+    self.assertFalse(loaded.update_from_directory(export_dir))
     opened = []
     real_gfile = tf.io.gfile.GFile
 

@@ -720,8 +720,9 @@ class PolicySaver(object):
         policy; values are those at `save` time.
       include_distribution: If False, `distribution` is not exported, so the
         export loads without `tensorflow_probability`.
-      max_to_keep: If set, each `save_checkpoint(.../<name><number>)` then
-        removes the oldest checkpoints beside it beyond this many (see
+      max_to_keep: If set, each `save_checkpoint(.../<name><number>)` and
+        `save_serving` then removes the oldest checkpoints or versions beside
+        the new one beyond this many (see
         `export_publish.retire_checkpoints`; upstream's checkpoints fill the
         disk, tensorflow/agents#927). None keeps them all.
 
@@ -1368,19 +1369,20 @@ class PolicySaver(object):
   def _publish(
       self,
       export_dir: Any,
-      names: Sequence[Text],
-      write: Callable[[export_publish.Publication], Text],
-  ) -> Dict[Text, Any]:
+      make_publication: Callable[[Text], Any],
+      write: Callable[[Any], Text],
+  ) -> Any:
     """Writes a new version with `write(publication)` and publishes it.
 
     Args:
       export_dir: The export directory (`str`, `bytes` or path-like).
-      names: Top-level files the export will have, checked before anything
-        is written (see `export_publish.Publication`).
+      make_publication: Makes the `export_publish.Publication` (or
+        `NumberedPublication`) for the normalized `export_dir`; it checks
+        the directory before anything is written.
       write: Fills `publication.staging`; returns the kind of save.
 
     Returns:
-      The manifest written.
+      The committed publication.
 
     Raises:
       ExportWriteError: `export_dir` holds files this saver did not write
@@ -1391,12 +1393,12 @@ class PolicySaver(object):
     export_dir = export_publish.normalize_dir(export_dir)
     publication = None
     try:
-      publication = export_publish.Publication(export_dir, names)
+      publication = make_publication(export_dir)
       kind = write(publication)
       extra = {'kind': kind}
       if tf.executing_eagerly():
         extra['train_step'] = int(self._train_step.numpy())
-      manifest = publication.commit(extra)
+      publication.commit(extra)
     except export_errors.ExportError:
       if publication is not None:
         publication.abort()
@@ -1408,6 +1410,8 @@ class PolicySaver(object):
       detail = re.sub(
           re.escape(export_publish.versions_dir(export_dir)) + r'/[^\s;:,]*',
           export_dir, export_errors.one_line(e))
+      if publication is not None:
+        detail = detail.replace(publication.staging, export_dir)
       raise export_errors.ExportWriteError(
           'Could not write the export {}: {}'.format(export_dir, detail)
       ) from e
@@ -1416,7 +1420,7 @@ class PolicySaver(object):
         publication.abort()
       raise
     self._last_save_kind = kind
-    return manifest
+    return publication
 
   def _reference_recorder(self) -> Callable[[], bytes]:
     """Prepares the recording of reference inputs/outputs of `action`.
@@ -1479,31 +1483,79 @@ class PolicySaver(object):
         version stays current.
     """
 
-    def write(publication):
-      staging = publication.staging
-      if self._write_variables_only(staging, options):
-        kind = 'variables_only'
-        reference = self._reference_recorder()()
-      else:
-        record_reference = self._reference_recorder()
-        tf.saved_model.save(
-            self._policy, staging, signatures=self._signatures,
-            options=options
-        )
-        reference = record_reference()
-        with tf.io.gfile.GFile(
-            os.path.join(staging, POLICY_SPECS_PBTXT), 'wb'
-        ) as f:
-          f.write(self._specs_text)
-        self._keep_graph_files(staging, options)
-        kind = 'full'
-      if reference:
-        path = os.path.join(staging, export_verify.REFERENCE_IO)
-        with tf.io.gfile.GFile(path, 'wb') as f:
-          f.write(reference)
-      return kind
+    self._publish(
+        export_dir,
+        lambda path: export_publish.Publication(path, _EXPORT_FILES),
+        lambda publication: self._write_export(publication, options))
 
-    self._publish(export_dir, _EXPORT_FILES, write)
+  def save_serving(
+      self,
+      base_dir: Text,
+      version: Optional[int] = None,
+      options: Optional[tf.saved_model.SaveOptions] = None,
+  ) -> Text:
+    """Writes a full export as `base_dir/<version>/`, TF Serving's layout.
+
+    TF Serving, TFX and Vertex AI serve the highest numbered subdirectory of
+    `base_dir`. The version is written under a hidden temporary name and
+    renamed into place in one step on local disks (see
+    `export_publish.NumberedPublication`); versions are never overwritten.
+    `SavedPolicy(base_dir)` and `update_from_directory(base_dir)` read the
+    highest complete one. With `max_to_keep`, the oldest versions beyond it
+    are then removed.
+
+    Args:
+      base_dir: The base directory (any `tf.io.gfile` path).
+      version: The version number; default: one above the highest present.
+      options: Optional `tf.saved_model.SaveOptions`.
+
+    Returns:
+      The new version's directory.
+
+    Raises:
+      ExportWriteError: `version` exists, `base_dir` is a file or an export
+        itself, or writing failed.
+    """
+    publication = self._publish(
+        base_dir,
+        lambda path: export_publish.NumberedPublication(path, version),
+        lambda publication: self._write_export(publication, options))
+    self._retire(publication.target)
+    return publication.target
+
+  def _write_export(self, publication: Any, options: Any) -> Text:
+    """Writes a full export into `publication.staging`; returns its kind."""
+    staging = publication.staging
+    if self._write_variables_only(staging, options):
+      kind = 'variables_only'
+      reference = self._reference_recorder()()
+    else:
+      record_reference = self._reference_recorder()
+      tf.saved_model.save(
+          self._policy, staging, signatures=self._signatures, options=options
+      )
+      reference = record_reference()
+      with tf.io.gfile.GFile(
+          os.path.join(staging, POLICY_SPECS_PBTXT), 'wb'
+      ) as f:
+        f.write(self._specs_text)
+      self._keep_graph_files(staging, options)
+      kind = 'full'
+    if reference:
+      path = os.path.join(staging, export_verify.REFERENCE_IO)
+      with tf.io.gfile.GFile(path, 'wb') as f:
+        f.write(reference)
+    return kind
+
+  def _retire(self, written: Text) -> None:
+    """Applies `max_to_keep` to the siblings of `written`."""
+    if self._max_to_keep is None:
+      return
+    try:
+      export_publish.retire_checkpoints(written, self._max_to_keep)
+    except (OSError, tf.errors.OpError) as e:
+      logging.warning('Could not remove old checkpoints beside %s: %s',
+                      written, export_errors.one_line(e))
 
   def save_checkpoint(
       self,
@@ -1555,13 +1607,11 @@ class PolicySaver(object):
       )
       return 'checkpoint'
 
-    self._publish(export_dir, _CHECKPOINT_FILES, write)
-    if self._max_to_keep is not None:
-      try:
-        export_publish.retire_checkpoints(export_dir, self._max_to_keep)
-      except (OSError, tf.errors.OpError) as e:
-        logging.warning('Could not remove old checkpoints beside %s: %s',
-                        export_dir, export_errors.one_line(e))
+    self._publish(
+        export_dir,
+        lambda path: export_publish.Publication(path, _CHECKPOINT_FILES),
+        write)
+    self._retire(export_dir)
 
 
 def specs_from_collect_data_spec(

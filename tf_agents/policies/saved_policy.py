@@ -1447,6 +1447,8 @@ class SavedPolicy(py_policy.PyPolicy):
     if version is not None:
       # An export or checkpoint with versions itself: that read tells.
       path, key = directory, (directory, version)
+      if version == self._version_id:
+        self._last_update_key = key  # Served already (e.g. since load).
     else:
       path = latest_checkpoint_path(directory)
       key = None if path is None else self._update_key(path)
