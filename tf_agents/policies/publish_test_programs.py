@@ -7,9 +7,9 @@ Run as `python -m tf_agents.policies.publish_test_programs <program> ...`:
   `FIRST + 1`, ... of a small policy whose every weight is drawn from a
   generator seeded by the version (`weights_for`), its train step and
   metadata `version` set to it. Version k is published with `save` when k
-  is even or the first, `save_checkpoint` otherwise; every fifth version is also saved
-  into a new directory `EXPORT_DIR-<k>`. Sleeps `PERIOD` seconds between
-  publishes. Prints `published <k>` after each.
+  is even or the first, `save_checkpoint` otherwise; every fifth version is
+  also saved into a new directory `EXPORT_DIR-<k>`. Sleeps `PERIOD` seconds
+  between publishes. Prints `published <k>` after each.
 * `reader EXPORT_DIR LOADS`: loads `EXPORT_DIR` (published at least once)
   with `SavedPolicy` `LOADS` times, each time also updating it in place from
   `EXPORT_DIR`, and checks that each load and each update is one version
@@ -40,7 +40,7 @@ def make_policy() -> Any:
 
 
 def weights_for(policy: Any, version: int) -> List[np.ndarray]:
-  """Version `version`'s weights: a fresh draw, so actions tell versions apart."""
+  """Weights of `version`: a fresh draw, so actions tell versions apart."""
   rng = np.random.RandomState(version)
   return [rng.uniform(-1.0, 1.0, v.shape).astype(v.dtype.as_numpy_dtype)
           for v in policy.variables()]
