@@ -569,12 +569,32 @@ def _foreign_files(export_dir: Text, names: Iterable[Text],
   )
 
 
-def _manifest_files(directory: Text) -> Set[Text]:
-  """Files a valid manifest in `directory` lists, with itself and marker."""
+# Manifests of complete versions, by directory: a version never changes
+# once complete and its name is never reused, so each is read once per
+# process (a writer saving often keeps many recent versions).
+_VERSION_MANIFESTS: Dict[Text, Dict[Text, Any]] = {}
+_MAX_CACHED_MANIFESTS = 4096
+
+
+def _valid_manifest(directory: Text) -> Optional[Dict[Text, Any]]:
+  """The manifest of `directory` if it is valid, else None."""
+  cached = _VERSION_MANIFESTS.get(directory)
+  if cached is not None:
+    return cached
   try:
     manifest = read_manifest(directory)
   except export_errors.ExportError:
-    return set()
+    return None
+  if manifest and _VERSION_NAME.match(os.path.basename(directory)):
+    if len(_VERSION_MANIFESTS) >= _MAX_CACHED_MANIFESTS:
+      _VERSION_MANIFESTS.clear()
+    _VERSION_MANIFESTS[directory] = manifest
+  return manifest
+
+
+def _manifest_files(directory: Text) -> Set[Text]:
+  """Files a valid manifest in `directory` lists, with itself and marker."""
+  manifest = _valid_manifest(directory)
   if not manifest:
     return set()
   return set(manifest['files']) | {MANIFEST_FILENAME, COMPLETE_MARKER}
@@ -592,11 +612,7 @@ def _version_names(export_dir: Text) -> List[Text]:
 
 def _published_at(path: Text) -> float:
   """When the version in `path` was published (0 if unknown)."""
-  try:
-    manifest = read_manifest(path)
-  except export_errors.ExportError:
-    return 0.0
-  return float((manifest or {}).get('published_at', 0.0))
+  return float((_valid_manifest(path) or {}).get('published_at', 0.0))
 
 
 def owned_files(export_dir: Text) -> Set[Text]:
