@@ -158,6 +158,11 @@ Fixes relative to upstream
     signatures call it directly. A first save is so
     faster than upstream's and `saved_model.pb` smaller (figures:
     `policy_saver_benchmark`).
+16. Retention and TF Serving's layout: with `max_to_keep`,
+    `save_checkpoint` removes the oldest checkpoints of the saver beside the
+    new one (upstream's fill the disk, tensorflow/agents#927);
+    `save_serving(base_dir)` writes `base_dir/<number>/` under a hidden
+    name and renames it into place.
 """
 
 import dataclasses

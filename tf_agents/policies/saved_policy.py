@@ -525,8 +525,23 @@ class _SessionBackend(object):
     del batch_size  # Any batch size the export was saved with.
     return self._call(*arrays, options=self._options)
 
-  def sync(self, loaded: Any) -> None:
-    """Copies the variable values of the eager `loaded` into the session."""
+  def sync(self, loaded: Any, prefix: Optional[Text] = None) -> None:
+    """Gives the session the variable values of the eager `loaded`.
+
+    Args:
+      loaded: The loaded export, whose variables were just restored.
+      prefix: The checkpoint they were restored from, if known: read
+        directly when it has every key the SavedModel's own restore op reads
+        (this repository's checkpoints and exports do), which costs one read
+        instead of writing the values out and reading them back.
+    """
+    if prefix is not None:
+      try:
+        self._session.run(self._saver_def.restore_op_name,
+                          {self._saver_def.filename_tensor_name: prefix})
+        return
+      except tf.errors.OpError:
+        pass  # E.g. upstream's checkpoint layout: copy from `loaded`.
     prefix = 'ram://saved_policy_sync/{}/variables'.format(uuid.uuid4().hex)
     # `loaded` as the checkpoint root gives the SavedModel's variable keys.
     tf.train.Checkpoint(root=loaded).write(prefix)
@@ -563,8 +578,8 @@ class _SignatureBackend(object):
     )
     return [outputs[k].numpy() for k in self._output_keys]
 
-  def sync(self, loaded: Any) -> None:
-    del loaded  # Runs on the loaded object's own variables.
+  def sync(self, loaded: Any, prefix: Optional[Text] = None) -> None:
+    del loaded, prefix  # Runs on the loaded object's own variables.
 
 
 class _TFLiteBackend(object):
@@ -881,6 +896,7 @@ class SavedPolicy(py_policy.PyPolicy):
     # Whether the variables differ from the export's (so a stored or
     # converted-from-disk TFLite model and the session need updating).
     self._variables_restored = False
+    self._restored_prefix = None
     self._sm_backend = None
     if checkpoint_path:
       self._restore_variables(checkpoint_path)
@@ -970,7 +986,7 @@ class SavedPolicy(py_policy.PyPolicy):
             self._num_threads,
         )
         if self._variables_restored:
-          backend.sync(self._loaded)
+          backend.sync(self._loaded, self._restored_prefix)
       except Exception as e:  # pylint: disable=broad-except
         # E.g. an export the TF1 loader cannot read; TF errors share no type.
         logging.warning(
@@ -1344,20 +1360,16 @@ class SavedPolicy(py_policy.PyPolicy):
     if not keep_on_error:
       version = restore_checkpoint(self._loaded, checkpoint_path)
     else:
-      backup = 'ram://saved_policy_backup/{}/variables'.format(
-          uuid.uuid4().hex
-      )
-      tf.train.Checkpoint(root=self._loaded).write(backup)
+      backup = [(v, v.numpy()) for v in self._restorable_variables()]
       try:
         version = restore_checkpoint(self._loaded, checkpoint_path)
       except Exception:
-        tf.train.Checkpoint(root=self._loaded).read(backup).expect_partial()
+        for variable, value in backup:
+          variable.assign(value)
         raise
-      finally:
-        for path in tf.io.gfile.glob(backup + '*'):
-          tf.io.gfile.remove(path)
     self._variables_restored = True
     self._version_id = version.version_id
+    self._restored_prefix = _variables_prefix(version.path)
     self._train_step_from_last_restored_checkpoint_path = (
         _train_step_from_path(checkpoint_path)
     )
@@ -1365,6 +1377,27 @@ class SavedPolicy(py_policy.PyPolicy):
         'Restored %s (train step from path: %s).',
         checkpoint_path, self._train_step_from_last_restored_checkpoint_path,
     )
+
+  def _restorable_variables(self) -> List[tf.Variable]:
+    """Every variable a checkpoint of the policy can restore.
+
+    The exported `model_variables`, `train_step` and `metadata` (as both
+    savers export them); copies of their values are the backup of an update
+    (a numpy copy costs a fraction of writing a checkpoint).
+
+    Returns:
+      The variables.
+    """
+    loaded = self._loaded
+    variables = list(loaded.model_variables)
+    train_step = getattr(loaded, 'train_step', None)
+    if isinstance(train_step, tf.Variable):
+      variables.append(train_step)
+    metadata = getattr(loaded, 'metadata', None)
+    if metadata is not None and hasattr(metadata, 'values'):
+      variables.extend(v for v in metadata.values()
+                       if isinstance(v, tf.Variable))
+    return variables
 
   def update_from_checkpoint(self, checkpoint_path: Text) -> None:
     """Updates the variables from a checkpoint or a full export.
@@ -1384,7 +1417,7 @@ class SavedPolicy(py_policy.PyPolicy):
     self._restore_variables(checkpoint_path, keep_on_error=True)
     if self._sm_backend is not None:
       try:
-        self._sm_backend.sync(self._loaded)
+        self._sm_backend.sync(self._loaded, self._restored_prefix)
       except Exception as e:  # pylint: disable=broad-except
         # TF errors share no public type; keep serving correct actions.
         logging.warning(
