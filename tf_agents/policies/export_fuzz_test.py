@@ -25,6 +25,7 @@ import textwrap
 import time
 
 from absl import logging
+from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
@@ -153,7 +154,7 @@ def _read_records(results):
     return [json.loads(line) for line in f if line.strip()]
 
 
-class ExportFuzzTest(tf.test.TestCase):
+class ExportFuzzTest(tf.test.TestCase, parameterized.TestCase):
 
   def _run_child(self, script, workdir, results, seed, start, env):
     """Runs the child from mutation `start`; returns (exit code, stderr).
@@ -307,11 +308,9 @@ class ExportFuzzTest(tf.test.TestCase):
     self.assertGreater(error_types.get('manifest/ManifestMismatchError', 0), 0)
     self.assertGreater(error_types.get('upstream/CorruptExportError', 0), 0)
 
-  def testFuzz0(self):
-    self._fuzz(0)
-
-  def testFuzz1(self):
-    self._fuzz(1)
+  @parameterized.parameters(0, 1)
+  def testFuzz(self, seed):
+    self._fuzz(seed)
 
 
 if __name__ == '__main__':
