@@ -595,6 +595,14 @@ class ExportPublishTest(tf.test.TestCase, parameterized.TestCase):
                                        os.path.join(export_dir, rel)), rel)
     leftovers = [n for n in os.listdir(export_dir) if '.tmp-' in n]
     self.assertEqual([], leftovers)
+    # The CLI reads that version and says which.
+    result = saved_policy_cli.run_command(
+        'inspect', [export_dir], saved_policy_cli.Options())
+    self.assertEqual(version.version_id, result['version'])
+    self.assertEqual(export_dir, result['export_dir'])
+    self.assertEqual(2, result['train_step'])
+    self.assertIn('Version: ' + version.version_id,
+                  saved_policy_cli.format_text('inspect', result))
 
 
 if __name__ == '__main__':

@@ -1255,6 +1255,7 @@ def _format_tensors(items: List[Dict[str, Any]], key: str,
 def _format_inspect(result: Dict[str, Any]) -> str:
   written = result['written_by']
   lines = ['Export: {}'.format(result['export_dir']),
+           'Version: {}'.format(result.get('version') or '(none)'),
            'Written by TensorFlow {} ({})'.format(
                written['tensorflow_version'] or 'unknown',
                written['tensorflow_git_version'] or 'unknown'),
