@@ -1333,7 +1333,20 @@ class SavedPolicy(py_policy.PyPolicy):
       self._backend = _SignatureBackend(
           self._action_signature, self._input_keys, self._output_keys)
       self._sm_backend = self._backend
+      self._warm_up()
     return self._loaded.model_variables
+
+  def _warm_up(self) -> None:
+    """Runs the backend once: the first run of a function sets it up."""
+    size = self._fixed_batch_size or 1
+    arrays = [np.zeros((size,) + tuple(spec.shape.as_list()[1:]),
+                       spec.dtype.as_numpy_dtype)
+              for spec in self._input_specs]
+    try:
+      self._backend.run(arrays, size)
+    except Exception as e:  # pylint: disable=broad-except
+      # Zeros need not be valid inputs; the first real step pays instead.
+      logging.info('Warm-up of %s failed: %s', self._export_dir, e)
 
   def get_train_step(self) -> types.Int:
     """The train step stored in the export (or the restored checkpoint)."""
