@@ -779,7 +779,7 @@ class Publication(object):
     discard(self.staging)
     for directory in reversed(self._created):
       try:
-        if not tf.io.gfile.listdir(directory):
+        if set(tf.io.gfile.listdir(directory)) <= {_LOCK_FILENAME}:
           tf.io.gfile.rmtree(directory)
       except (tf.errors.OpError, OSError):
         pass
@@ -798,17 +798,23 @@ class Publication(object):
         version needs (the new version is removed; nothing else changed).
       OSError, tf.errors.OpError: Writing failed.
     """
-    fields = dict(extra, version=self.version_id, seq=self.seq,
-                  published_at=time.time())
-    manifest = write_manifest(self.staging, fields)
-    files = sorted(manifest['files']) + [MANIFEST_FILENAME, COMPLETE_MARKER]
-    foreign = _foreign_files(self.export_dir, files, self._owned)
-    if foreign:
-      self.abort()
-      _refuse(self.export_dir, foreign)
+    fields = dict(extra, version=self.version_id, seq=self.seq)
     pointer = {k: fields.get(k) for k in ('version', 'seq', 'kind',
                                           'train_step')}
     with _Lock(os.path.join(versions_dir(self.export_dir), _LOCK_FILENAME)):
+      # Under the lock: another local writer may have published since this
+      # publication started (its files are the saver's too), and the version
+      # is complete (its marker written) only now, so that writer's
+      # retirement, also under the lock, never takes it while it waits.
+      self._owned = owned_files(self.export_dir)
+      manifest = write_manifest(
+          self.staging, dict(fields, published_at=time.time()))
+      files = sorted(manifest['files']) + [MANIFEST_FILENAME,
+                                           COMPLETE_MARKER]
+      foreign = _foreign_files(self.export_dir, files, self._owned)
+      if foreign:
+        self.abort()
+        _refuse(self.export_dir, foreign)
       # The pointer switches last: if mirroring fails, or the writer is
       # killed, this repository's readers stay on the previous version.
       try:
