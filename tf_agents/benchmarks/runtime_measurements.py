@@ -28,7 +28,7 @@ _PROBE_STEPS = 8
 _CHECKPOINT_SEED = 1000
 _IN_PLACE_SEED = 2000
 # In-place updates timed per repetition (each with new values).
-_IN_PLACE_UPDATES = 3
+IN_PLACE_UPDATES = 3
 
 
 def make_runtime(kind: str, export_dir: str) -> Any:
@@ -191,9 +191,9 @@ def _measure_one_runtime(
   # are taken once and assigned again and again (the steady state).
   variables = runtime.variables()
   state = runtime.get_initial_state(1)
-  for update in range(_IN_PLACE_UPDATES):
+  for update in range(IN_PLACE_UPDATES):
     values = cases.fresh_values(
-        variables, _IN_PLACE_SEED + _IN_PLACE_UPDATES * repetition + update)
+        variables, _IN_PLACE_SEED + IN_PLACE_UPDATES * repetition + update)
 
     def update_in_place(values=values):
       for variable, value in zip(variables, values):
