@@ -98,12 +98,11 @@ def set_step(policy, train_step, bases, step):
 
 
 def _versions(export_dir):
-  """The entries of the export's versions directory but pointer and lock."""
+  """The version directories of the export (`_temporaries` has the rest)."""
   directory = export_publish.versions_dir(export_dir)
   if not os.path.isdir(directory):
     return []
-  return sorted(c for c in os.listdir(directory)
-                if c not in (export_publish.POINTER_FILENAME, '.lock'))
+  return sorted(c for c in os.listdir(directory) if c.startswith('v-'))
 
 
 def _temporaries(export_dir):
