@@ -118,10 +118,9 @@ TENSOR_CRC32C = 'tensor_crc32c'
 _DATA_SHARD = re.compile(r'(^|/)variables/[^/]+\.data-\d+-of-\d+$')
 _LOCK_FILENAME = '.lock'
 
-# Complete versions kept besides the current one, for readers still loading
-# them, and how long (seconds) any version is kept after it stopped being
-# current (a reader whose version is retired anyway starts again).
-_KEEP_PREVIOUS_VERSIONS = 1
+# How long (seconds) a version is kept after it stopped being current, for
+# readers still loading it (the one just replaced is always kept; a reader
+# whose version is retired anyway starts again).
 _RETIRE_AFTER_SECONDS = 10.0
 # Age (seconds) after which an incomplete version of a live or remote
 # writer counts as abandoned.
@@ -817,6 +816,7 @@ class Publication(object):
         _refuse(self.export_dir, foreign)
       # The pointer switches last: if mirroring fails, or the writer is
       # killed, this repository's readers stay on the previous version.
+      replaced = (_read_pointer(self.export_dir) or {}).get('version')
       try:
         self._mirror(self.staging, files, self._owned)
         self._write_pointer(pointer)
@@ -824,7 +824,7 @@ class Publication(object):
         self._restore_top_level(files)
         raise
       try:
-        self._remove_leftovers()
+        self._remove_leftovers(replaced)
       except (OSError, tf.errors.OpError) as e:
         logging.warning('Could not remove old versions in %s: %s',
                         self.export_dir, export_errors.one_line(e))
@@ -883,9 +883,9 @@ class Publication(object):
       if tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path):
         tf.io.gfile.remove(path)
 
-  def _remove_leftovers(self) -> None:
+  def _remove_leftovers(self, replaced: Optional[Text]) -> None:
     """Retires old versions; removes what dead writers left behind."""
-    self._retire_old_versions()
+    self._retire_old_versions(replaced)
     if not is_local(self.export_dir):
       return
     directories = {versions_dir(self.export_dir)} | {
@@ -905,8 +905,12 @@ class Publication(object):
           except OSError:
             pass
 
-  def _retire_old_versions(self) -> None:
-    """Removes old complete versions and abandoned incomplete ones."""
+  def _retire_old_versions(self, replaced: Optional[Text]) -> None:
+    """Removes old complete versions and abandoned incomplete ones.
+
+    Args:
+      replaced: The version that was current until this publish (kept).
+    """
     complete, now = [], time.time()
     for name in _version_names(self.export_dir):
       path = os.path.join(versions_dir(self.export_dir), name)
@@ -924,17 +928,18 @@ class Publication(object):
       if (_writer_dead(match.group('host'), int(match.group('pid')))
           or age > _ABANDONED_SECONDS):
         discard(path)
-    # Keep this version, anything newer (another writer's), the newest
-    # `_KEEP_PREVIOUS_VERSIONS` older ones, and any that stopped being
-    # current (its successor was published) less than
-    # `_RETIRE_AFTER_SECONDS` ago.
-    older = sorted((c for c in complete if c[0] < self.seq), reverse=True)
+    # Keep this version, the one it replaced, anything newer (another
+    # writer's), and any that stopped being current (its successor was
+    # published) less than `_RETIRE_AFTER_SECONDS` ago.
+    older = sorted((c for c in complete
+                    if c[0] <= self.seq and c[1] != self.version_id),
+                   reverse=True)
     superseded_at = now
-    for index, (_, name) in enumerate(older):
+    for _, name in older:
       path = os.path.join(versions_dir(self.export_dir), name)
       recent = now - superseded_at < _RETIRE_AFTER_SECONDS
       superseded_at = _published_at(path)
-      if index < _KEEP_PREVIOUS_VERSIONS or recent:
+      if name == replaced or recent:
         continue
       # The marker goes first: readers of this version then know to start
       # again (`read_consistent`).
