@@ -95,28 +95,29 @@ class Metric:
 _UPSTREAM_RUNTIME = '(upstream: SavedModelPyTFEagerPolicy)'
 
 
+# The runtime figures: key prefix, description and short label, each
+# completed with the backend.
+_RUNTIME_FIGURES = (
+    ('construct_', 'runtime constructor, same export: SavedPolicy backend {}',
+     'runtime constructor, backend {}'),
+    ('update_checkpoint_',
+     'update_from_checkpoint(new checkpoint): SavedPolicy backend {}',
+     'update_from_checkpoint, backend {}'),
+    ('update_in_place_',
+     'in-place update (assign every variable) + one action(): SavedPolicy '
+     'backend {}', 'in-place update + action, backend {}'),
+)
+
+
 def _runtime_metrics():
   """The construction and update figures, one per our runtime backend."""
-  metrics = []
-  for backend in RUNTIME_BACKENDS:
-    metrics.append(Metric(
-        'construct_' + backend,
-        'runtime constructor, same export: SavedPolicy backend {} {}'.format(
-            backend, _UPSTREAM_RUNTIME),
-        'runtime constructor, backend ' + backend, 's'))
-  for backend in RUNTIME_BACKENDS:
-    metrics.append(Metric(
-        'update_checkpoint_' + backend,
-        'update_from_checkpoint(new checkpoint): SavedPolicy backend {} '
-        '{}'.format(backend, _UPSTREAM_RUNTIME),
-        'update_from_checkpoint, backend ' + backend, 's'))
-  for backend in RUNTIME_BACKENDS:
-    metrics.append(Metric(
-        'update_in_place_' + backend,
-        'in-place update (assign every variable) + one action(): '
-        'SavedPolicy backend {} {}'.format(backend, _UPSTREAM_RUNTIME),
-        'in-place update + action, backend ' + backend, 's'))
-  return metrics
+  return [
+      Metric(prefix + backend,
+             description.format(backend) + ' ' + _UPSTREAM_RUNTIME,
+             label.format(backend), 's')
+      for prefix, description, label in _RUNTIME_FIGURES
+      for backend in RUNTIME_BACKENDS
+  ]
 
 
 METRICS = tuple([
