@@ -92,7 +92,7 @@ import socket
 import time
 import uuid
 from typing import (Any, Callable, Dict, Iterable, List, Optional, Set, Text,
-                    TypeVar)
+                    Tuple, TypeVar)
 
 from absl import logging
 import tensorflow as tf
@@ -356,29 +356,45 @@ def check_manifest(export_dir: Text) -> Optional[Dict[Text, Any]]:
   manifest = read_manifest(export_dir)
   if manifest is None:
     return None
+  for rel, problem in mismatches(export_dir, manifest, first_only=True):
+    raise export_errors.ManifestMismatchError(
+        '{}: file {} {}.'.format(export_dir, rel, problem))
+  return manifest
+
+
+def mismatches(
+    directory: Text, manifest: Dict[Text, Any], first_only: bool = False
+) -> List[Tuple[Text, Text]]:
+  """Files of `directory` that differ from what `manifest` lists.
+
+  Args:
+    directory: Where the files are (the manifest's own directory, or the
+      top level of an export whose version the manifest describes).
+    manifest: A manifest (see `write_manifest`).
+    first_only: Stop at the first mismatch.
+
+  Returns:
+    `(relative path, what is wrong)` pairs, in path order. Data shards are
+    compared by size only (TensorFlow checks their tensors' CRC32C).
+  """
+  found = []
   for rel, entry in sorted(manifest['files'].items()):
-    path = os.path.join(export_dir, rel)
+    path = os.path.join(directory, rel)
     try:
       size = tf.io.gfile.stat(path).length
     except tf.errors.NotFoundError:
-      raise export_errors.ManifestMismatchError(
-          '{}: file {} listed in {} is missing.'.format(
-              export_dir, rel, MANIFEST_FILENAME
-          )
-      ) from None
-    if size != entry.get('size'):
-      raise export_errors.ManifestMismatchError(
-          '{}: file {} has the wrong size.'.format(export_dir, rel)
-      )
-    if entry.get('check') == TENSOR_CRC32C and is_data_shard(rel):
-      continue
-    if file_sha256(path)['sha256'] != entry.get('sha256'):
-      raise export_errors.ManifestMismatchError(
-          '{}: file {} does not match its sha256 in {}.'.format(
-              export_dir, rel, MANIFEST_FILENAME
-          )
-      )
-  return manifest
+      size = None
+    if size is None:
+      found.append((rel, 'listed in {} is missing'.format(MANIFEST_FILENAME)))
+    elif size != entry.get('size'):
+      found.append((rel, 'has the wrong size'))
+    elif not (entry.get('check') == TENSOR_CRC32C and is_data_shard(rel)) and (
+        file_sha256(path)['sha256'] != entry.get('sha256')):
+      found.append((rel, 'does not match its sha256 in {}'.format(
+          MANIFEST_FILENAME)))
+    if found and first_only:
+      break
+  return found
 
 
 def uncovered_files(export_dir: Text, manifest: Dict[Text, Any]) -> List[Text]:

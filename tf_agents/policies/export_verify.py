@@ -434,22 +434,16 @@ def _top_level_problem(version: export_publish.Version) -> Optional[Text]:
   if version.version_id is None:
     return None
   manifest = export_publish.read_manifest(version.path)
-  differing = []
-  copied_shards = False
-  for rel, entry in sorted(manifest['files'].items()):
-    path = os.path.join(version.export_dir, rel)
-    try:
-      size = tf.io.gfile.stat(path).length
-    except tf.errors.NotFoundError:
-      size = None
-    if size != entry.get('size') or (
-        'sha256' in entry
-        and export_publish.file_sha256(path)['sha256'] != entry['sha256']):
-      differing.append(rel)
-    elif 'sha256' not in entry and not (
-        export_publish.is_local(path)
-        and os.path.samefile(path, os.path.join(version.path, rel))):
-      copied_shards = True  # Not the version's own file: read its tensors.
+  differing = [rel for rel, _ in export_publish.mismatches(
+      version.export_dir, manifest)]
+  # A data shard that is not the version's own file (a copy) is checked by
+  # reading its tensors: the manifest has only its size.
+  copied_shards = any(
+      'sha256' not in entry and rel not in differing and not (
+          export_publish.is_local(version.path) and os.path.samefile(
+              os.path.join(version.export_dir, rel),
+              os.path.join(version.path, rel)))
+      for rel, entry in manifest['files'].items())
   if not differing and copied_shards:
     problem = variables_problem(version.export_dir)
     if problem is not None:
