@@ -8,7 +8,9 @@ taken alternately, the order rotating every repetition):
   new directory (`first_save_call`: that `save()` alone);
 * `repeated_save`: `save()` again by the same saver into the same directory
   after new weights were assigned to the policy's variables;
-* `save_checkpoint`: `save_checkpoint()` into a new directory;
+* `save_checkpoint`: each of 4 successive `save_checkpoint()` calls of the
+  saver, new weights assigned before each, into new directories (the
+  learner's steady state after its `save()`);
 * `load`: `tf.saved_model.load` of the export;
 * `first_action`: the first `action(time_step, policy_state)` of the loaded
   object (batch 1); `action_b1`, `action_b64`: its steady latency at batch 1

@@ -120,6 +120,8 @@ def warm_up(work_dir: str) -> None:
           samples)
       for who in cases.SAVERS
   }
+  exports[OURS] = runtime_measurements.runtime_export(
+      policy, train_step, os.path.join(base, 'runtime_export'))
   runtime_measurements.measure_runtime_steps(case, exports, config, samples)
   runtime_measurements.measure_runtime_updates(
       case, policy, exports[OURS], os.path.join(base, 'runtime'), config,
@@ -162,6 +164,10 @@ def measure_policy(
     if repetition:  # The first repetition's exports serve the runtimes.
       for who in cases.SAVERS:
         shutil.rmtree(os.path.join(root, who, 'rep{}'.format(repetition)))
+  # Our runtimes serve an export with converted models and their
+  # equivalence record, as a user who wants the fast backends saves it.
+  kept[OURS] = runtime_measurements.runtime_export(
+      policy, train_step, os.path.join(root, 'runtime_export'))
   runtime_measurements.measure_runtime_steps(case, kept, config, samples)
   runtime_measurements.measure_runtime_updates(
       case, policy, kept[OURS], os.path.join(root, 'runtime'), config,

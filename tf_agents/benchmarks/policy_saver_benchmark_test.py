@@ -24,6 +24,7 @@ from tf_agents.benchmarks import measurement
 from tf_agents.benchmarks import policy_saver_benchmark as benchmark
 from tf_agents.benchmarks import report
 from tf_agents.benchmarks import runtime_measurements
+from tf_agents.benchmarks import saver_measurements
 
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 _STATS = ('median', 'min', 'max')
@@ -113,8 +114,11 @@ class PolicySaverBenchmarkTest(tf.test.TestCase):
     for name in self.results['policies']:
       for key in ('first_save', 'repeated_save', 'save_checkpoint') + (
           _RUNTIME_FIGURES):
-        per_repetition = (runtime_measurements.IN_PLACE_UPDATES
-                          if key.startswith('update_in_place_') else 1)
+        per_repetition = 1
+        if key.startswith('update_in_place_'):
+          per_repetition = runtime_measurements.IN_PLACE_UPDATES
+        elif key == 'save_checkpoint':
+          per_repetition = saver_measurements.CHECKPOINTS_PER_REPETITION
         for who in cases.SAVERS:
           self.assertEqual(
               repetitions * per_repetition,

@@ -17,6 +17,7 @@ from tf_agents.benchmarks import cases
 from tf_agents.benchmarks import figures
 from tf_agents.benchmarks import measurement
 from tf_agents.benchmarks import saver_measurements
+from tf_agents.policies import export_equivalence
 from tf_agents.policies import policy_saver
 from tf_agents.policies import py_tf_eager_policy
 from tf_agents.policies import saved_policy
@@ -63,6 +64,24 @@ def _tflite_runtime(
   samples.note(case.name, 'runtime_step_tflite',
                'tflite backend not exact: ' + reason)
   return None
+
+
+def runtime_export(policy: tf_policy.TFPolicy, train_step: tf.Variable,
+                   export_dir: str) -> str:
+  """Saves `policy` with its converted models (`converted_formats`).
+
+  Args:
+    policy: The policy.
+    train_step: Its train step variable.
+    export_dir: Where to save.
+
+  Returns:
+    `export_dir`.
+  """
+  policy_saver.PolicySaver(
+      policy, train_step=train_step,
+      converted_formats=export_equivalence.FORMATS).save(export_dir)
+  return export_dir
 
 
 def measure_runtime_steps(

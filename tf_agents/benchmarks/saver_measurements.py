@@ -19,6 +19,10 @@ from tf_agents.policies import export_publish
 from tf_agents.policies import tf_policy
 
 
+# Successive `save_checkpoint` calls timed per saver and repetition.
+CHECKPOINTS_PER_REPETITION = 4
+
+
 def checkpoint_dir(base: str, number: int) -> str:
   """`<base>/checkpoints/policy_checkpoint_<number>` (the saver's layout)."""
   return os.path.join(
@@ -86,9 +90,14 @@ def _measure_saves(
         name, saver.last_save_kind,
     )
 
-  elapsed, _ = measurement.timed(
-      lambda: saver.save_checkpoint(checkpoint_dir(base, 1)))
-  samples.add(name, 'save_checkpoint', who, elapsed)
+  # The learner's steady state: a checkpoint of new weights every few
+  # hundred steps from the same saver, each one a sample.
+  for number in range(1, CHECKPOINTS_PER_REPETITION + 1):
+    cases.assign_new_weights(policy)
+    train_step.assign_add(1)
+    elapsed, _ = measurement.timed(
+        lambda n=number: saver.save_checkpoint(checkpoint_dir(base, n)))
+    samples.add(name, 'save_checkpoint', who, elapsed)
   samples.add(name, 'export_size', who, export_size(export_dir))
   return export_dir
 

@@ -1,12 +1,14 @@
 # coding=utf-8
-r"""Trains DQN on CartPole-v0, exports it with PolicySaver, and runs the export.
+r"""Trains DQN on CartPole-v1, exports it with PolicySaver, and runs the export.
 
 A new module (upstream tf-agents has no counterpart). With no arguments and
 no network it:
 
-1. trains a DQN agent on gym's `CartPole-v0` for `--num_iterations` steps
-   (about two minutes on two CPU cores), printing the greedy policy's
-   average return every `--eval_interval` steps;
+1. trains a DQN agent on Gymnasium's `CartPole-v1` (`--env`; an id Gymnasium
+   does not register is made with gym, and `gymnasium:ID` / `gym:ID` pick
+   the library, see `evaluate_export.resolve_env`) for `--num_iterations`
+   steps (one to two minutes on two CPU cores), printing the greedy
+   policy's average return every `--eval_interval` steps;
 2. every `--export_interval` steps (and at the start and the end) exports the
    greedy policy with `PolicySaver`: `save()` rewrites the SavedModel in
    `<output_dir>/policy/saved_model` (always the latest policy) and
@@ -61,10 +63,12 @@ import tensorflow as tf
 
 with contextlib.redirect_stderr(io.StringIO()):
   # gym 0.23 prints a multi-line deprecation notice on import.
-  import gym  # pylint: disable=unused-import
+  import gym
+import gymnasium
 from tf_agents.agents.dqn import dqn_agent
 from tf_agents.drivers import dynamic_step_driver
 from tf_agents.environments import suite_gym
+from tf_agents.environments import suite_gymnasium
 from tf_agents.environments import tf_py_environment
 from tf_agents.examples import evaluate_export
 from tf_agents.networks import q_network
@@ -74,7 +78,8 @@ from tf_agents.replay_buffers import tf_uniform_replay_buffer
 from tf_agents.utils import common
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
-ENV_NAME = 'CartPole-v0'
+# Gymnasium's CartPole-v1 (episodes of up to 500 steps).
+ENV_NAME = evaluate_export.DEFAULT_ENV
 # Evaluation episodes use seeds `seed + _EVAL_SEED_OFFSET + i`, away from the
 # training environment's seed.
 _EVAL_SEED_OFFSET = 10000
@@ -100,6 +105,10 @@ _EXPORT_INTERVAL = flags.DEFINE_integer(
     'export_interval', 2500, 'Export the policy every N iterations.'
 )
 _SEED = flags.DEFINE_integer('seed', 0, 'Random seed.')
+_ENV = flags.DEFINE_string(
+    'env', ENV_NAME,
+    'Environment id: Gymnasium if it registers the id, else gym; '
+    '`gymnasium:ID` or `gym:ID` picks the library.')
 _INITIAL_COLLECT_STEPS = flags.DEFINE_integer(
     'initial_collect_steps', 1000, 'Random-policy steps before training.'
 )
@@ -115,6 +124,7 @@ class ExampleConfig:
   """Settings of one run; `main` fills them from the flags."""
 
   output_dir: str
+  env_name: str = ENV_NAME
   num_iterations: int = 10000
   eval_interval: int = 1000
   eval_episodes: int = 10
@@ -214,14 +224,29 @@ def _say(message: str) -> None:
   print(message, flush=True)
 
 
+def _max_return(library: str, env_id: str) -> Optional[float]:
+  """CartPole's best return (reward 1 per step up to its time limit)."""
+  if not env_id.startswith('CartPole-'):
+    return None
+  module = gymnasium if library == evaluate_export.GYMNASIUM else gym
+  limit = module.spec(env_id).max_episode_steps
+  return float(limit) if limit else None
+
+
 class _Trainer:
   """The DQN agent, its environment, replay buffer and compiled steps."""
 
   def __init__(self, config: ExampleConfig):
     tf.random.set_seed(config.seed)
     np.random.seed(config.seed)
-    py_env = suite_gym.load(ENV_NAME)
+    library, env_id = evaluate_export.resolve_env(config.env_name)
+    if library == evaluate_export.GYMNASIUM:
+      py_env = suite_gymnasium.load(env_id)
+    else:
+      py_env = suite_gym.load(env_id)
+    self.max_return = _max_return(library, env_id)
     py_env.seed(config.seed)
+    self.env_name = config.env_name
     self.env = tf_py_environment.TFPyEnvironment(py_env)
     q_net = q_network.QNetwork(
         self.env.observation_spec(),
@@ -293,7 +318,7 @@ class _Trainer:
         self.greedy_action,
         policy.get_initial_state,
         policy.time_step_spec,
-        ENV_NAME,
+        self.env_name,
         seeds,
     )
 
@@ -302,19 +327,22 @@ def run_in_fresh_process(
     export_dir: str,
     checkpoint_dir: Optional[str],
     seeds: Sequence[int],
+    env_name: str = ENV_NAME,
 ) -> Dict[str, Any]:
   """Runs `evaluate_export.py` in a new interpreter that never imports us.
 
   The process runs `sys.executable` in an empty temporary directory with
   `PYTHONPATH` removed from its environment, so it cannot import this
-  repository; the script itself imports only TensorFlow, NumPy and gym and
-  fails if `tf_agents` ends up imported.
+  repository; the script itself imports only TensorFlow, NumPy and
+  Gymnasium (gym for a gym-only id) and fails if `tf_agents` ends up
+  imported.
 
   Args:
     export_dir: A directory written by `PolicySaver.save`.
     checkpoint_dir: Optional `PolicySaver.save_checkpoint` directory to
       restore into the loaded export.
     seeds: One episode per seed.
+    env_name: The environment id (see `evaluate_export.resolve_env`).
 
   Returns:
     The JSON document the script printed, as a dict.
@@ -329,7 +357,7 @@ def run_in_fresh_process(
       sys.executable,
       script,
       '--export_dir=' + export_dir,
-      '--env=' + ENV_NAME,
+      '--env=' + env_name,
       '--seeds=' + ','.join(str(s) for s in seeds),
   ]
   if checkpoint_dir:
@@ -363,6 +391,8 @@ def write_learning_curve(
     curve: Sequence[Tuple[int, float]],
     export_steps: Sequence[int],
     episodes: int,
+    env_name: str = ENV_NAME,
+    max_return: Optional[float] = None,
 ) -> None:
   """Writes a PNG of average return against training step.
 
@@ -371,22 +401,27 @@ def write_learning_curve(
     curve: `(training step, average return)` points.
     export_steps: Steps at which the policy was exported (dotted lines).
     episodes: Episodes behind each point, for the axis label.
+    env_name: The environment, for the title.
+    max_return: The best possible return (a dashed line), if known.
   """
   figure = Figure(figsize=(7.0, 4.5), dpi=100)
   axes = figure.add_subplot(1, 1, 1)
   for i, step in enumerate(export_steps):
     axes.axvline(step, color='0.7', linestyle=':', linewidth=1.0,
                  label='export' if i == 0 else None)
-  axes.axhline(200.0, color='tab:green', linestyle='--', linewidth=1.0,
-               label='maximum return (200)')
+  if max_return is not None:
+    axes.axhline(max_return, color='tab:green', linestyle='--',
+                 linewidth=1.0,
+                 label='maximum return ({:g})'.format(max_return))
   steps = [s for s, _ in curve]
   returns = [r for _, r in curve]
   axes.plot(steps, returns, marker='o', color='tab:blue',
             label='greedy policy')
   axes.set_xlabel('training step')
   axes.set_ylabel('average return ({} episodes)'.format(episodes))
-  axes.set_title('DQN on {}'.format(ENV_NAME))
-  axes.set_ylim(0, max([210.0] + [r * 1.05 for r in returns]))
+  axes.set_title('DQN on {}'.format(env_name))
+  axes.set_ylim(0, max([(max_return or 0.0) * 1.05, 10.0] +
+                       [r * 1.05 for r in returns]))
   axes.grid(alpha=0.3)
   axes.legend(loc='best')
   figure.tight_layout()
@@ -463,7 +498,7 @@ def train_and_export(config: ExampleConfig) -> ExampleResult:
   last_loss = float('nan')
   _say('Training DQN on {} for {} iterations (greedy evaluation: {} '
        'episodes every {} iterations).'.format(
-           ENV_NAME, config.num_iterations, config.eval_episodes,
+           config.env_name, config.num_iterations, config.eval_episodes,
            config.eval_interval))
   for step in range(config.num_iterations + 1):
     if step:
@@ -486,10 +521,12 @@ def train_and_export(config: ExampleConfig) -> ExampleResult:
   export_dir = os.path.join(policy_dir, 'saved_model')
   _say('Loading the export in a fresh process (plain tf.saved_model.load, '
        'no tf_agents)...')
-  fresh = run_in_fresh_process(export_dir, checkpoint_dirs[-1], eval_seeds)
+  fresh = run_in_fresh_process(export_dir, checkpoint_dirs[-1], eval_seeds,
+                               config.env_name)
 
   png_path = os.path.join(output_dir, 'learning_curve.png')
-  write_learning_curve(png_path, curve, export_steps, config.eval_episodes)
+  write_learning_curve(png_path, curve, export_steps, config.eval_episodes,
+                       config.env_name, trainer.max_return)
   summary_path = os.path.join(output_dir, 'summary.json')
   result = ExampleResult(
       output_dir=output_dir,
@@ -504,7 +541,7 @@ def train_and_export(config: ExampleConfig) -> ExampleResult:
       seconds=time.time() - start,
   )
   summary = {
-      'env': ENV_NAME,
+      'env': config.env_name,
       'config': dataclasses.asdict(config),
       'export_dir': export_dir,
       'export_bytes': _directory_bytes(export_dir),
@@ -568,6 +605,7 @@ def config_from_flags() -> ExampleConfig:
     raise ValueError('--fc_layer_params must be integers: {}'.format(e))
   return ExampleConfig(
       output_dir=resolve_output_dir(_OUTPUT_DIR.value),
+      env_name=_ENV.value,
       num_iterations=_NUM_ITERATIONS.value,
       eval_interval=_EVAL_INTERVAL.value,
       eval_episodes=_EVAL_EPISODES.value,

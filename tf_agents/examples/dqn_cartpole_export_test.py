@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_agents.examples import dqn_cartpole_export
+from tf_agents.examples import evaluate_export
 
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 # matplotlib's 'tab:blue', the colour of the learning curve's line.
@@ -37,7 +38,12 @@ def _curve_pixel_columns(png_path):
 
 class DqnCartpoleExportTest(tf.test.TestCase, parameterized.TestCase):
 
-  def test_tiny_run_writes_exports_curve_and_matching_returns(self):
+  @parameterized.named_parameters(
+      ('gymnasium_by_default', {}, 'CartPole-v1', 'gymnasium'),
+      ('gym_id', {'env_name': 'gym:CartPole-v0'}, 'gym:CartPole-v0', 'gym'),
+  )
+  def test_tiny_run_writes_exports_curve_and_matching_returns(
+      self, env_setting, env_name, library):
     output_dir = self.create_tempdir().full_path
     # A leftover from an earlier run must not count as this run's export.
     stale = os.path.join(output_dir, 'policy', 'checkpoints',
@@ -53,6 +59,7 @@ class DqnCartpoleExportTest(tf.test.TestCase, parameterized.TestCase):
         fc_layer_params=(8,),
         batch_size=16,
         seed=1,
+        **env_setting,
     )
     result = dqn_cartpole_export.train_and_export(config)
 
@@ -75,6 +82,8 @@ class DqnCartpoleExportTest(tf.test.TestCase, parameterized.TestCase):
     # its greedy returns equal the in-memory policy's on the same seeds.
     fresh = result.fresh_process
     self.assertFalse(fresh['tf_agents_imported'])
+    self.assertEqual((env_name, library),
+                     (fresh['env'], fresh['env_library']))
     self.assertEqual(fresh['train_step'], 40)
     self.assertEqual(fresh['seeds'], result.eval_seeds)
     self.assertLen(result.eval_seeds, 2)
@@ -103,6 +112,7 @@ class DqnCartpoleExportTest(tf.test.TestCase, parameterized.TestCase):
         [point['step'] for point in summary['learning_curve']], [0, 20, 40])
     self.assertTrue(summary['returns_match'])
     self.assertGreater(summary['export_bytes'], 0)
+    self.assertEqual(summary['env'], env_name)
 
   def test_main_prints_the_report_and_exits_0_only_if_returns_match(self):
     output_dir = self.create_tempdir().full_path
@@ -185,13 +195,29 @@ class DqnCartpoleExportTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_config_from_flags(self):
     with flagsaver.flagsaver(num_iterations=123, fc_layer_params=['16', '8'],
-                             output_dir='relative/out', seed=5):
+                             output_dir='relative/out', seed=5,
+                             env='gym:CartPole-v0'):
       with mock.patch.dict(os.environ, {'BUILD_WORKING_DIRECTORY': '/wd'}):
         config = dqn_cartpole_export.config_from_flags()
     self.assertEqual(config.num_iterations, 123)
     self.assertEqual(config.fc_layer_params, (16, 8))
     self.assertEqual(config.seed, 5)
     self.assertEqual(config.output_dir, '/wd/relative/out')
+    self.assertEqual(config.env_name, 'gym:CartPole-v0')
+    self.assertEqual(dqn_cartpole_export.ExampleConfig('out').env_name,
+                     'CartPole-v1')
+
+  @parameterized.named_parameters(
+      ('registered_in_gymnasium', 'CartPole-v1', ('gymnasium', 'CartPole-v1')),
+      ('old_id_gymnasium_also_has', 'CartPole-v0',
+       ('gymnasium', 'CartPole-v0')),
+      ('explicit_gym', 'gym:CartPole-v1', ('gym', 'CartPole-v1')),
+      ('explicit_gymnasium', 'gymnasium:Acrobot-v1',
+       ('gymnasium', 'Acrobot-v1')),
+      ('unknown_to_gymnasium', 'GymOnly-v0', ('gym', 'GymOnly-v0')),
+  )
+  def test_resolve_env(self, env_name, expected):
+    self.assertEqual(evaluate_export.resolve_env(env_name), expected)
 
   @parameterized.named_parameters(
       ('relative_under_bazel_run', 'out', {'BUILD_WORKING_DIRECTORY': '/wd'},

@@ -1,10 +1,16 @@
 # coding=utf-8
-"""Runs a `PolicySaver` export in a gym environment with TensorFlow alone.
+"""Runs a `PolicySaver` export in a Gymnasium environment with TensorFlow alone.
 
 A new module (upstream tf-agents has no counterpart). It is a standalone
-script that imports only TensorFlow, NumPy and gym, never `tf_agents` or
-anything else from this repository, as a user serving an export would. It
-checks that on exit and fails if `tf_agents` was imported.
+script that imports only TensorFlow, NumPy and Gymnasium (and gym for an id
+only gym registers), never `tf_agents` or anything else from this
+repository, as a user serving an export would. It checks that on exit and
+fails if `tf_agents` was imported.
+
+`--env=ID` is made with Gymnasium if Gymnasium registers ID (e.g. the
+default `CartPole-v1`), else with gym (so ids of the old gym still work);
+`gymnasium:ID` or `gym:ID` picks the library (`resolve_env`). Episodes end
+when the environment terminates or truncates them.
 
 The example `dqn_cartpole_export` runs it in a fresh process to show that an
 export works without the code that wrote it, and imports `run_episodes` to
@@ -13,7 +19,7 @@ two average returns of a greedy policy are equal.
 
 Usage:
 
-  python evaluate_export.py --export_dir=DIR [--env=CartPole-v0]
+  python evaluate_export.py --export_dir=DIR [--env=CartPole-v1]
       [--seeds=0,1,2] [--checkpoint=CHECKPOINT_DIR]
 
 It prints one JSON document on stdout: the return of each episode, their
@@ -28,23 +34,61 @@ import io
 import json
 import os
 import sys
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+import gymnasium
 import numpy as np
 import tensorflow as tf
-
-with contextlib.redirect_stderr(io.StringIO()):
-  # gym 0.23 prints a multi-line deprecation notice on import.
-  import gym  # pylint: disable=g-import-not-at-top
 
 # TimeStep.step_type values (tf_agents.trajectories.StepType).
 FIRST = 0
 MID = 1
 LAST = 2
 
+DEFAULT_ENV = 'CartPole-v1'
+GYMNASIUM = 'gymnasium'
+GYM = 'gym'
 
-def _silence_gym() -> None:
+
+def resolve_env(env_name: str) -> Tuple[str, str]:
+  """Which library makes `env_name`, and the id to make there.
+
+  Args:
+    env_name: `gymnasium:ID`, `gym:ID`, or a bare ID: Gymnasium if it
+      registers ID, else gym.
+
+  Returns:
+    `(GYMNASIUM or GYM, ID)`.
+  """
+  for library in (GYMNASIUM, GYM):
+    if env_name.startswith(library + ':'):
+      return library, env_name[len(library) + 1:]
+  if env_name in gymnasium.registry:
+    return GYMNASIUM, env_name
+  return GYM, env_name
+
+
+def _import_gym() -> Any:
+  with contextlib.redirect_stderr(io.StringIO()):
+    # gym 0.23 prints a multi-line deprecation notice on import.
+    import gym  # pylint: disable=g-import-not-at-top
   gym.logger.set_level(gym.logger.ERROR)
+  return gym
+
+
+def make_env(env_name: str) -> Any:
+  """Makes `env_name` with the library `resolve_env` picks.
+
+  Args:
+    env_name: See `resolve_env`.
+
+  Returns:
+    The environment (Gymnasium's or gym's).
+  """
+  library, env_id = resolve_env(env_name)
+  if library == GYMNASIUM:
+    return gymnasium.make(env_id)
+  return _import_gym().make(env_id)
 
 
 def make_time_step(
@@ -103,7 +147,8 @@ def _step(env: Any, action: Any):
 
 def _env_action(action_space: Any, action: Any) -> Any:
   value = np.asarray(tf.nest.flatten(action)[0])[0]
-  if isinstance(action_space, gym.spaces.Discrete):
+  # Gymnasium's or gym's Discrete space: environments index with ints.
+  if type(action_space).__name__ == 'Discrete':
     return int(value)
   return value
 
@@ -125,7 +170,7 @@ def run_episodes(
     initial_state_fn: `get_initial_state(batch_size)`.
     time_step_spec: The `TimeStep` spec the policy takes (its structure and
       dtypes are used; the batch dimension is added here).
-    env_name: A registered gym environment id.
+    env_name: An environment id (see `resolve_env`).
     seeds: One episode per seed; episode `i` resets the environment with
       `seeds[i]`.
     max_steps: Upper bound on the steps of one episode (the environment's own
@@ -134,8 +179,7 @@ def run_episodes(
   Returns:
     The return of each episode, in the order of `seeds`.
   """
-  _silence_gym()
-  env = gym.make(env_name)
+  env = make_env(env_name)
   returns = []
   try:
     for seed in seeds:
@@ -216,7 +260,7 @@ def evaluate_export(
 
   Args:
     export_dir: A directory written by `PolicySaver.save`.
-    env_name: A registered gym environment id.
+    env_name: An environment id (see `resolve_env`).
     seeds: One episode per seed.
     checkpoint_dir: Optional directory written by
       `PolicySaver.save_checkpoint`, restored into the export after the
@@ -236,6 +280,7 @@ def evaluate_export(
   result = {
       'export_dir': export_dir,
       'env': env_name,
+      'env_library': resolve_env(env_name)[0],
       'seeds': [int(s) for s in seeds],
       'returns': returns,
       'average_return': float(np.mean(returns)) if returns else float('nan'),
@@ -250,7 +295,7 @@ def evaluate_export(
 def main(argv: Optional[Sequence[str]] = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--export_dir', required=True)
-  parser.add_argument('--env', default='CartPole-v0')
+  parser.add_argument('--env', default=DEFAULT_ENV)
   parser.add_argument(
       '--seeds', default='0', help='Comma-separated; one episode per seed.'
   )

@@ -318,8 +318,14 @@ class ExportPublishTest(tf.test.TestCase, parameterized.TestCase):
     self._saver.save(export_dir)
     before = _listing(export_dir)
     self._new_weights(2)
-    with mock.patch.object(tf.train.Checkpoint, 'write',
-                           side_effect=OSError(28, 'No space left on device')):
+    # The saver writes checkpoints with a traced `Checkpoint.write`: a full
+    # disk fails its SaveV2 op.
+    def full_disk(prefix):
+      raise tf.errors.ResourceExhaustedError(
+          None, None, 'No space left on device: {}'.format(prefix.numpy()))
+
+    with mock.patch.object(self._saver, '_checkpoint_writer',
+                           return_value=full_disk):
       with self.assertRaises(export_errors.ExportWriteError) as context:
         self._saver.save_checkpoint(export_dir)
     message = str(context.exception)

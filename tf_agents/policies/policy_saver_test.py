@@ -275,6 +275,8 @@ class PolicySaverTest(tf.test.TestCase, parameterized.TestCase):
     flat = loaded.signatures['action']
     self.assertEqual(list(flat.structured_input_signature[1]), ['example'])
     self.assertAllEqual(expected, flat(example=example)['action'])
+    # No time step to fill in: the observation-only signature is left out.
+    self.assertNotIn('action_from_observation', loaded.signatures)
     # Deterministic distribution of the greedy policy.
     self.assertAllEqual(
         expected, loaded.distribution(example).action.mode()
@@ -487,7 +489,8 @@ class PolicySaverTest(tf.test.TestCase, parameterized.TestCase):
     saver = policy_saver.PolicySaver(policy)
     self.assertEqual('policy_specs.pbtxt', policy_saver.POLICY_SPECS_PBTXT)
     self.assertCountEqual(
-        ['action', 'get_initial_state', 'get_train_step', 'get_metadata'],
+        ['action', 'get_initial_state', 'get_train_step', 'get_metadata',
+         'action_from_observation'],
         list(saver.signatures),
     )
     self.assertIsInstance(saver.policy, tf.Module)

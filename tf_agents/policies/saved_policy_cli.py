@@ -6,8 +6,8 @@ Usage:
   saved_policy_cli inspect DIR [--json]
   saved_policy_cli eval DIR [--env=CartPole-v0] [--episodes=10] [--seed=0]
       [--max_steps=10000] [--json]
-  saved_policy_cli convert DIR --to=tflite --output=FILE [--signature=action]
-      [--json]
+  saved_policy_cli convert DIR [--to=tflite|onnx] --output=FILE
+      [--signature=action] [--json]
   saved_policy_cli diff DIR_A DIR_B [--json]
   saved_policy_cli verify DIR [--json]
   saved_policy_cli COMMAND --help
@@ -17,10 +17,18 @@ Commands:
   inspect  Signatures with their input and output names, shapes and dtypes;
            the policy's specs; train step; metadata; the export's functions;
            its files and sizes; the TensorFlow version that wrote it.
-  eval     Runs the export in a gym environment, one episode per seed
-           (--seed, --seed+1, ...), and reports the returns.
-  convert  Writes the `action` signature as a TFLite model and reports the
-           ops it uses and whether it needs select TF ops (Flex).
+  eval     Runs the export in a Gymnasium or gym environment, one episode
+           per seed (--seed, --seed+1, ...), and reports the returns.
+           --env=ID is made with Gymnasium if Gymnasium registers ID, else
+           with gym (so `CartPole-v1` runs in Gymnasium and an id only the
+           old gym knows still works); `gymnasium:ID` or `gym:ID` picks the
+           library explicitly.
+  convert  Writes the `action` signature (or --signature) as a TFLite model
+           (--to=tflite, the default) and reports the ops it uses and
+           whether it needs select TF ops (Flex), or as an ONNX model
+           (--to=onnx, for onnxruntime) and reports its opset, ops, inputs
+           and outputs (a state output `next_<key>` is fed back as input
+           `<key>`) and its replaceable weights.
   diff     Which signatures, specs and variables (model variables, train
            step, metadata) differ between two exports. Exits 0 either way;
            `identical` in the --json output tells.
@@ -120,6 +128,7 @@ with _native_info_lines_dropped():
 from tensorflow.core.protobuf import saved_model_pb2
 from google.protobuf import message as protobuf_message
 from google.protobuf import text_format
+from tf_agents.policies import export_conversion
 from tf_agents.policies import export_errors
 from tf_agents.policies import export_publish
 from tf_agents.policies import export_verify
@@ -140,9 +149,13 @@ _SPEC_KEYS = ('time_step_spec', 'action_spec', 'policy_state_spec',
               'info_spec')
 _TFLITE_OP = re.compile(r'Op#\d+ (\w+)\(')
 _SIDE = {'only_in_a': 'only in A', 'only_in_b': 'only in B'}
+_LIBRARY_NAMES = {'gymnasium': 'Gymnasium', 'gym': 'gym'}
 
 _JSON = flags.DEFINE_bool('json', False, 'Print the result as JSON.')
-_ENV = flags.DEFINE_string('env', 'CartPole-v0', 'eval: gym environment id.')
+_ENV = flags.DEFINE_string(
+    'env', 'CartPole-v0',
+    'eval: environment id; Gymnasium if it registers the id, else gym; '
+    '`gymnasium:ID` or `gym:ID` picks one.')
 _EPISODES = flags.DEFINE_integer('episodes', 10, 'eval: number of episodes.')
 _SEED = flags.DEFINE_integer(
     'seed', 0, 'eval: seed of the first episode (episode i uses seed+i).'
@@ -150,7 +163,8 @@ _SEED = flags.DEFINE_integer(
 _MAX_STEPS = flags.DEFINE_integer(
     'max_steps', 10000, 'eval: upper bound on the steps of one episode.'
 )
-_TO = flags.DEFINE_string('to', 'tflite', 'convert: target format (tflite).')
+_TO = flags.DEFINE_string('to', 'tflite',
+                          'convert: target format (tflite or onnx).')
 _OUTPUT = flags.DEFINE_string('output', None, 'convert: output file.')
 _SIGNATURE = flags.DEFINE_string(
     'signature', 'action', 'convert: the signature to convert.'
@@ -559,17 +573,67 @@ def _import_gym() -> Any:
   return gym
 
 
+_GYMNASIUM_PREFIX = 'gymnasium:'
+_GYM_PREFIX = 'gym:'
+
+
+def _import_gymnasium() -> Any:
+  import gymnasium  # pylint: disable=g-import-not-at-top
+  gymnasium.logger.min_level = gymnasium.logger.ERROR
+  return gymnasium
+
+
+def _env_library(name: str) -> Tuple[Any, str]:
+  """The library (gymnasium or gym module) to make `name` with, and the id.
+
+  `gymnasium:ID` and `gym:ID` pick the library; a bare id goes to Gymnasium
+  if Gymnasium is installed and registers it, else to gym.
+
+  Args:
+    name: The --env value.
+
+  Returns:
+    `(module, environment id)`.
+
+  Raises:
+    CliError: If the library to use is not installed.
+  """
+  for prefix, importer in ((_GYMNASIUM_PREFIX, _import_gymnasium),
+                           (_GYM_PREFIX, _import_gym)):
+    if name.startswith(prefix):
+      try:
+        return importer(), name[len(prefix):]
+      except ImportError as e:
+        raise CliError('cannot make {!r}: {}'.format(name, _one_line(e)))
+  try:
+    gymnasium = _import_gymnasium()
+    if name in gymnasium.registry:
+      return gymnasium, name
+  except ImportError:
+    pass
+  try:
+    return _import_gym(), name
+  except ImportError as e:
+    raise CliError('unknown environment {!r}: Gymnasium does not register '
+                   'it and gym is not installed ({})'.format(
+                       name, _one_line(e)))
+
+
 def _make_env(gym: Any, name: str) -> Any:
+  """`gym.make(name)`; `gym` is the gymnasium or the gym module."""
+  library = gym.__name__
+  # gym's id was not found in Gymnasium either (see `_env_library`).
+  where = ' (nor a Gymnasium one)' if library == 'gym' else ''
   try:
     with warnings.catch_warnings():
       warnings.simplefilter('ignore')
       return gym.make(name)
   except gym.error.Error as e:
-    raise CliError('unknown gym environment {!r}: {}'.format(
-        name, _one_line(e)))
+    raise CliError('unknown {} environment {!r}{}: {}'.format(
+        library, name, where, _one_line(e)))
   except Exception as e:  # pylint: disable=broad-except
-    raise CliError('cannot create gym environment {!r}: {}'.format(
-        name, _one_line(e)))
+    raise CliError('cannot create {} environment {!r}: {}'.format(
+        library, name, _one_line(e)))
 
 
 def _action_time_step_spec(loaded: Any) -> Any:
@@ -798,9 +862,9 @@ def _step(env: Any, action: Any) -> Tuple[Any, float, bool]:
 
 
 def evaluate_export(path: str, options: Options) -> Dict[str, Any]:
-  """Runs an export in a gym environment.
+  """Runs an export in a Gymnasium or gym environment.
 
-  Episode `i` resets the environment with seed `options.seed + i`. The
+  `options.env` picks the library as the module docstring says. Episode `i` resets the environment with seed `options.seed + i`. The
   policy state starts from `get_initial_state(1)` and is fed back after each
   step. An export saved with a fixed batch size gets the environment's time
   step repeated to that many rows (and the state of that many rows); the
@@ -821,8 +885,8 @@ def evaluate_export(path: str, options: Options) -> Dict[str, Any]:
   if options.max_steps <= 0:
     raise CliError('--max_steps must be > 0', EXIT_USAGE)
   loaded = load_export(path)
-  gym = _import_gym()
-  env = _make_env(gym, options.env)
+  gym, env_id = _env_library(options.env)
+  env = _make_env(gym, env_id)
   try:
     time_step_spec = _action_time_step_spec(loaded)
     _check_env_compatible(gym, env, time_step_spec,
@@ -862,6 +926,7 @@ def evaluate_export(path: str, options: Options) -> Dict[str, Any]:
   return {
       'export_dir': path,
       'env': options.env,
+      'env_library': gym.__name__,
       'episodes': options.episodes,
       'seeds': seeds,
       'returns': returns,
@@ -923,8 +988,65 @@ def _tflite_signatures(model: bytes) -> Optional[Dict[str, Any]]:
     return None
 
 
+CONVERT_FORMATS = ('tflite', 'onnx')
+
+
+def _write_model(model: bytes, output: str) -> None:
+  output_dir = os.path.dirname(output)
+  try:
+    if output_dir:
+      tf.io.gfile.makedirs(output_dir)
+    with tf.io.gfile.GFile(output, 'wb') as f:
+      f.write(model)
+  except Exception as e:  # pylint: disable=broad-except
+    raise CliError('cannot write {}: {}'.format(output, _one_line(e)))
+
+
+def _onnx_ops(graph: Any) -> List[str]:
+  """The op types of an ONNX graph and its subgraphs (e.g. loop bodies)."""
+  ops = set()
+  for node in graph.node:
+    ops.add(node.op_type)
+    for attribute in node.attribute:
+      for subgraph in list(attribute.graphs) + (
+          [attribute.g] if attribute.HasField('g') else []):
+        ops.update(_onnx_ops(subgraph))
+  return sorted(ops)
+
+
+def _convert_to_onnx(path: str, options: Options) -> Dict[str, Any]:
+  """`convert --to=onnx`: see `convert_export`."""
+  try:
+    with warnings.catch_warnings(), _native_stderr_silenced():
+      warnings.simplefilter('ignore')
+      model, report = export_conversion.convert_action_to_onnx(
+          path, signature_key=options.signature)
+    import onnx  # pylint: disable=g-import-not-at-top
+    graph = onnx.load_from_string(model).graph
+  except export_errors.ExportError as e:
+    raise CliError(_one_line(e)) from e
+  except Exception as e:  # pylint: disable=broad-except
+    raise CliError('ONNX conversion of {} failed: {}'.format(
+        path, _one_line(e)))
+  _write_model(model, options.output)
+  return {
+      'export_dir': path,
+      'signature': options.signature,
+      'format': 'onnx',
+      'output': options.output,
+      'bytes': len(model),
+      'opset': report.opset,
+      'ops': _onnx_ops(graph),
+      'inputs': list(report.input_names),
+      'outputs': list(report.output_names),
+      'state_outputs': dict(report.state_outputs),
+      'weights': list(report.weight_names),
+      'tf2onnx_version': report.tf2onnx_version,
+  }
+
+
 def convert_export(path: str, options: Options) -> Dict[str, Any]:
-  """Converts a signature of an export to a TFLite model file.
+  """Converts a signature of an export to a TFLite or ONNX model file.
 
   Args:
     path: The export directory.
@@ -936,9 +1058,9 @@ def convert_export(path: str, options: Options) -> Dict[str, Any]:
   Raises:
     CliError: On a bad option, a bad export, or a failed conversion.
   """
-  if options.to != 'tflite':
-    raise CliError(
-        '--to must be tflite, got {!r}'.format(options.to), EXIT_USAGE)
+  if options.to not in CONVERT_FORMATS:
+    raise CliError('--to must be one of {}, got {!r}'.format(
+        ', '.join(CONVERT_FORMATS), options.to), EXIT_USAGE)
   if not options.output:
     raise CliError('convert needs --output=FILE', EXIT_USAGE)
   proto = read_saved_model_proto(path)
@@ -948,6 +1070,8 @@ def convert_export(path: str, options: Options) -> Dict[str, Any]:
         path, options.signature,
         ', '.join(signatures_from_proto(proto))))
   _register_distribution_types()
+  if options.to == 'onnx':
+    return _convert_to_onnx(path, options)
   converter = getattr(policy_saver, 'convert_action_to_tflite', None)
   try:
     with warnings.catch_warnings(), _native_stderr_silenced():
@@ -964,18 +1088,12 @@ def convert_export(path: str, options: Options) -> Dict[str, Any]:
   except Exception as e:  # pylint: disable=broad-except
     raise CliError('TFLite conversion of {} failed: {}'.format(
         path, _one_line(e)))
-  output_dir = os.path.dirname(options.output)
-  try:
-    if output_dir:
-      tf.io.gfile.makedirs(output_dir)
-    with tf.io.gfile.GFile(options.output, 'wb') as f:
-      f.write(model)
-  except Exception as e:  # pylint: disable=broad-except
-    raise CliError('cannot write {}: {}'.format(options.output, _one_line(e)))
+  _write_model(model, options.output)
   signatures = _tflite_signatures(model)
   return {
       'export_dir': path,
       'signature': options.signature,
+      'format': 'tflite',
       'output': options.output,
       'bytes': len(model),
       'builtin_ops_only': builtin_only,
@@ -1293,8 +1411,9 @@ def _format_eval(result: Dict[str, Any]) -> str:
   return '\n'.join([
       'Export: {} (train step {})'.format(result['export_dir'],
                                           result['train_step']),
-      'Environment: {}, {} episodes (seeds {}..{})'.format(
-          result['env'], result['episodes'], seeds[0], seeds[-1]),
+      'Environment: {}, {} episodes (seeds {}..{}), made with {}'.format(
+          result['env'], result['episodes'], seeds[0], seeds[-1],
+          _LIBRARY_NAMES.get(result['env_library'], result['env_library'])),
       'Returns: {}'.format(' '.join('{:g}'.format(r)
                                     for r in result['returns'])),
       'Average return: {:.2f} (std {:.2f}, min {:g}, max {:g})'.format(
@@ -1307,6 +1426,15 @@ def _format_convert(result: Dict[str, Any]) -> str:
   lines = ['Wrote {} ({} bytes): the {!r} signature of {}'.format(
       result['output'], result['bytes'], result['signature'],
       result['export_dir'])]
+  if result.get('format') == 'onnx':
+    lines.append('ONNX opset {} (tf2onnx {}), {} replaceable weights.'.format(
+        result['opset'], result['tf2onnx_version'], len(result['weights'])))
+    lines.append('Ops: {}'.format(', '.join(result['ops'])))
+    lines.append('Inputs: {}'.format(', '.join(result['inputs'])))
+    lines.append('Outputs: {}'.format(', '.join(result['outputs'])))
+    for output, state in sorted(result['state_outputs'].items()):
+      lines.append('Feed output {} back as input {}.'.format(output, state))
+    return '\n'.join(lines)
   if result['builtin_ops_only']:
     lines.append('TFLite builtin ops only.')
   else:

@@ -15,7 +15,9 @@ from unittest import mock
 from absl.testing import absltest
 from absl.testing import parameterized
 import gym
+import gymnasium
 import numpy as np
+import onnxruntime
 import tensorflow as tf
 
 from tf_agents.agents.dqn import dqn_agent
@@ -204,7 +206,7 @@ class InspectTest(_ExportsTestCase):
 
     loaded = tf.saved_model.load(self.dense_dir)
     for name in ('action', 'get_initial_state', 'get_train_step',
-                 'get_metadata'):
+                 'get_metadata', 'action_from_observation'):
       signature = loaded.signatures[name]
       self.assertEqual(
           _reported(result['signatures'][name]['inputs']),
@@ -216,6 +218,11 @@ class InspectTest(_ExportsTestCase):
     observation = [i for i in result['signatures']['action']['inputs']
                    if i['name'].endswith('observation')]
     self.assertLen(observation, 1)
+    # The observation-only signature takes just that input.
+    self.assertEqual(
+        [i['name'] for i in
+         result['signatures']['action_from_observation']['inputs']],
+        [observation[0]['name']])
     self.assertEqual(observation[0]['shape'], [None, 4])
     self.assertEqual(observation[0]['dtype'], 'float32')
     self.assertIn('keyword', observation[0])
@@ -302,8 +309,49 @@ class EvalTest(_ExportsTestCase):
     options = saved_policy_cli.Options(env=_ENV, episodes=1, seed=0)
     result = saved_policy_cli.evaluate_export(self.dense_dir, options)
     text = saved_policy_cli.format_text('eval', result)
-    self.assertIn('CartPole-v0, 1 episodes (seeds 0..0)', text)
+    self.assertIn('CartPole-v0, 1 episodes (seeds 0..0), made with '
+                  'Gymnasium', text)
     self.assertIn('Average return: {:.2f}'.format(result['returns'][0]), text)
+
+  def test_gymnasium_ids_first_and_gym_ids_on_request(self):
+    # CartPole-v1 (500 steps) is registered by both; a bare id goes to
+    # Gymnasium, `gym:` forces gym. Same physics and seeding, so one
+    # constant-action return predicts both.
+    env = gymnasium.make('CartPole-v1')
+    expected = []
+    for seed in (5, 6):
+      env.reset(seed=seed)
+      total, done = 0.0, False
+      while not done:
+        _, reward, terminated, truncated, _ = env.step(_PUSH_RIGHT)
+        total, done = total + reward, terminated or truncated
+      expected.append(total)
+    for env_id, library in (('CartPole-v1', 'gymnasium'),
+                            ('gymnasium:CartPole-v1', 'gymnasium'),
+                            ('gym:CartPole-v1', 'gym')):
+      result = saved_policy_cli.evaluate_export(
+          self.dense_dir,
+          saved_policy_cli.Options(env=env_id, episodes=2, seed=5))
+      self.assertEqual(library, result['env_library'], env_id)
+      self.assertEqual(expected, result['returns'], env_id)
+    with self.assertRaisesRegex(saved_policy_cli.CliError,
+                                "unknown gymnasium environment 'Nope-v0'"):
+      saved_policy_cli.evaluate_export(
+          self.dense_dir, saved_policy_cli.Options(env='gymnasium:Nope-v0'))
+
+  def test_id_only_gym_registers_still_runs_in_gym(self):
+    gym.envs.registration.register(
+        id='GymOnlyCartPole-v0',
+        entry_point='gym.envs.classic_control:CartPoleEnv',
+        max_episode_steps=200)
+    self.addCleanup(gym.envs.registry.env_specs.pop, 'GymOnlyCartPole-v0',
+                    None)
+    result = saved_policy_cli.evaluate_export(
+        self.dense_dir,
+        saved_policy_cli.Options(env='GymOnlyCartPole-v0', episodes=2, seed=3))
+    self.assertEqual('gym', result['env_library'])
+    self.assertEqual(_gym_returns_of_constant_action(_PUSH_RIGHT, [3, 4]),
+                     result['returns'])
 
 
 def _fixed_export(export_dir, observation_shape, action_spec, action):
@@ -459,6 +507,40 @@ class ConvertTest(_ExportsTestCase):
                                 "has no signature 'serve'"):
       saved_policy_cli.convert_export(self.dense_dir, options)
 
+  @parameterized.named_parameters(('dense', 'dense_dir'), ('rnn', 'rnn_dir'))
+  def test_writes_an_onnx_model_that_runs(self, attribute):
+    path = getattr(self, attribute)
+    output = os.path.join(self.create_tempdir().full_path, 'sub',
+                          'policy.onnx')
+    result = saved_policy_cli.convert_export(
+        path, saved_policy_cli.Options(to='onnx', output=output))
+    with open(output, 'rb') as f:
+      model = f.read()
+    self.assertEqual(result['format'], 'onnx')
+    self.assertEqual(result['bytes'], len(model))
+    self.assertIn('MatMul', result['ops'])
+    self.assertIn('ArgMax', result['ops'])
+    signature = tf.saved_model.load(path).signatures['action']
+    self.assertCountEqual(result['inputs'],
+                          signature.structured_input_signature[1])
+    session = onnxruntime.InferenceSession(
+        model, providers=['CPUExecutionProvider'])
+    feed = {}
+    for spec in session.get_inputs():
+      shape = [1] + list(spec.shape[1:])
+      dtype = np.int32 if spec.type == 'tensor(int32)' else np.float32
+      feed[spec.name] = np.zeros(shape, dtype)
+    outputs = dict(zip(result['outputs'],
+                       session.run(result['outputs'], feed)))
+    self.assertEqual(outputs['action'].tolist(), [_PUSH_RIGHT])
+    expected = signature(**{k: tf.constant(v) for k, v in feed.items()})
+    for output, state in result['state_outputs'].items():
+      self.assertIn(state, feed)
+      self.assertAllClose(expected[state], outputs[output], atol=1e-5)
+    self.assertEqual(bool(result['state_outputs']), attribute == 'rnn_dir')
+    text = saved_policy_cli.format_text('convert', result)
+    self.assertIn('ONNX opset', text)
+
   def test_text_output(self):
     output = os.path.join(self.create_tempdir().full_path, 'p.tflite')
     result = saved_policy_cli.convert_export(
@@ -574,7 +656,8 @@ class UpstreamExportTest(_ExportsTestCase):
     # ... but upstream keys get_train_step's and get_metadata's outputs by
     # dtype name (fix 1 of policy_saver), so the signatures differ.
     signatures = result['signatures']
-    self.assertEqual(signatures['only_in_a'], [])
+    # Upstream's saver has no observation-only signature.
+    self.assertEqual(signatures['only_in_a'], ['action_from_observation'])
     self.assertEqual(signatures['only_in_b'], [])
     self.assertNotIn('action', signatures['changed'])
     self.assertEqual(
@@ -636,7 +719,7 @@ class ErrorsTest(_ExportsTestCase):
       ('convert_without_output', 'convert', ['dense_dir'], {}, 2,
        '--output'),
       ('convert_to_unknown_format', 'convert', ['dense_dir'],
-       {'to': 'onnx', 'output': 'x'}, 2, '--to must be tflite'),
+       {'to': 'caffe', 'output': 'x'}, 2, '--to must be one of tflite, onnx'),
       ('diff_not_an_export', 'diff', ['dense_dir', 'not_export_dir'], {}, 1,
        'has no saved_model.pb'),
       ('unknown_command', 'show', ['dense_dir'], {}, 2, 'unknown command'),
@@ -804,6 +887,21 @@ class CommandLineTest(_ExportsTestCase):
     self.assertIn('ARG_MAX', result['ops'])
     with open(output, 'rb') as f:
       self.assertEqual(f.read()[4:8], b'TFL3')
+
+  def test_convert_to_onnx_json(self):
+    output = os.path.join(self.create_tempdir().full_path, 'policy.onnx')
+    process = self._run('convert', self.rnn_dir, '--to=onnx',
+                        '--output=' + output, '--json')
+    self.assertEqual(process.returncode, 0, process.stderr)
+    result = json.loads(process.stdout)
+    self.assertEqual(result['format'], 'onnx')
+    self.assertEqual(result['bytes'], os.path.getsize(output))
+    self.assertEqual(result['state_outputs'],
+                     {'next_state_0': 'state_0', 'next_state_1': 'state_1'})
+    session = onnxruntime.InferenceSession(
+        output, providers=['CPUExecutionProvider'])
+    self.assertCountEqual([i.name for i in session.get_inputs()],
+                          result['inputs'])
 
   def test_diff_json(self):
     process = self._run('diff', self.dense_dir, self.dense_b_dir, '--json')

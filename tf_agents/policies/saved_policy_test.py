@@ -16,6 +16,7 @@ from tf_agents.drivers import py_driver
 from tf_agents.environments import py_environment
 from tf_agents.networks import q_network
 from tf_agents.networks import q_rnn_network
+from tf_agents.policies import export_conversion
 from tf_agents.policies import export_errors
 from tf_agents.policies import greedy_policy
 from tf_agents.policies import policy_saver
@@ -97,6 +98,38 @@ def _copy_variables(source, destination):
                      os.path.join(target, name))
 
 
+
+
+def _assert_follows_episode(test_case, loaded, policy, batch_size, steps,
+                            seed, state_atol=None):
+  """Steps `loaded` and `policy` side by side from their initial states.
+
+  Each feeds its own state back; the actions must be equal at every step and,
+  with `state_atol`, the states within it (numpy arrays).
+
+  Returns:
+    The actions of `loaded`, one array per step.
+  """
+  reference = py_tf_eager_policy.PyTFEagerPolicy(
+      policy, batch_time_steps=False)
+  rng = np.random.RandomState(seed)
+  state = loaded.get_initial_state(batch_size)
+  ref_state = policy.get_initial_state(batch_size)
+  actions = []
+  for i in range(steps):
+    time_step = _time_steps(rng, batch_size=batch_size,
+                            step_type=[min(i, 1)] * batch_size)
+    step = loaded.action(time_step, state)
+    ref_step = reference.action(time_step, ref_state)
+    test_case.assertAllEqual(ref_step.action, step.action, msg='step %d' % i)
+    actions.append(step.action)
+    if state_atol is not None:
+      for got, want in zip(tf.nest.flatten(step.state),
+                           tf.nest.flatten(ref_step.state)):
+        test_case.assertIsInstance(got, np.ndarray)
+        test_case.assertAllClose(want, got, atol=state_atol, rtol=0)
+    state, ref_state = step.state, ref_step.state
+  return actions
 
 
 class _CountingEnv(py_environment.PyEnvironment):
@@ -337,6 +370,7 @@ class SavedPolicyTest(tf.test.TestCase, parameterized.TestCase):
   @parameterized.named_parameters(
       ('local_saved_model', 'local', 'saved_model'),
       ('local_tflite', 'local', 'tflite'),
+      ('local_onnxruntime', 'local', 'onnxruntime'),
       ('ram_saved_model', 'ram', 'saved_model'),
       ('ram_tflite', 'ram', 'tflite'))
   def test_update_from_checkpoint(self, location, backend):
@@ -437,6 +471,43 @@ class SavedPolicyTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllEqual(
         loaded.action(time_step).action,
         self._reference_actions(other, time_step).action)
+
+  def test_session_update_reads_the_checkpoint_once(self):
+    # The saved_model backend restores a checkpoint into its session alone;
+    # the eager copy follows when read (variables(), the train step).
+    policy = _make_policy('mlp', seed=0)
+    train_step = tf.Variable(3, dtype=tf.int64)
+    path, saver = self._export(policy, train_step=train_step)
+    loaded = saved_policy.SavedPolicy(path, backend='saved_model')
+    time_step = _time_steps(np.random.RandomState(8), batch_size=32)
+    _set_weights(policy.wrapped_policy._q_network, seed=21)  # pylint: disable=protected-access
+    train_step.assign(77)
+    checkpoint = os.path.join(self.get_temp_dir(), 'session_ckpt')
+    saver.save_checkpoint(checkpoint)
+    with mock.patch.object(saved_policy, 'restore_checkpoint') as restore:
+      loaded.update_from_checkpoint(checkpoint)
+      restore.assert_not_called()
+    expected = self._reference_actions(policy, time_step).action
+    self.assertAllEqual(expected, loaded.action(time_step).action)
+    self.assertEqual(77, loaded.get_train_step())
+    for got, want in zip(loaded.variables(), policy.variables()):
+      self.assertAllEqual(want.numpy(), got.numpy())
+    self.assertAllEqual(expected, loaded.action(time_step).action)
+
+  def test_session_update_refuses_another_network(self):
+    policy = _make_policy('mlp', seed=0)
+    path, _ = self._export(policy)
+    loaded = saved_policy.SavedPolicy(path, backend='saved_model')
+    time_step = _time_steps(np.random.RandomState(9), batch_size=32)
+    before = loaded.action(time_step).action
+    other = os.path.join(self.get_temp_dir(), 'wide_ckpt')
+    policy_saver.PolicySaver(_make_policy('wide_mlp', seed=2)).save_checkpoint(
+        other)
+    with self.assertRaisesRegex(ValueError, 'incompatible|do not match'):
+      loaded.update_from_checkpoint(other)
+    self.assertAllEqual(before, loaded.action(time_step).action)
+    for got, want in zip(loaded.variables(), policy.variables()):
+      self.assertAllEqual(want.numpy(), got.numpy())
 
   def test_time_step_mismatch_errors(self):
     path, _ = self._export(_make_policy('rnn'))
@@ -738,7 +809,8 @@ class SavedPolicyTest(tf.test.TestCase, parameterized.TestCase):
       loaded.action(_time_steps(np.random.RandomState(0)), seed=1)
 
   @parameterized.named_parameters(
-      ('saved_model', 'saved_model'), ('tflite', 'tflite'), ('auto', 'auto'))
+      ('saved_model', 'saved_model'), ('tflite', 'tflite'), ('auto', 'auto'),
+      ('onnxruntime', 'onnxruntime'))
   def test_weights_assigned_in_place_are_followed(self, backend):
     policy = _make_policy('mlp', seed=0)
     path, _ = self._export(policy)
@@ -765,8 +837,8 @@ class SavedPolicyTest(tf.test.TestCase, parameterized.TestCase):
     path, _ = self._export(policy)
     time_step = _time_steps(np.random.RandomState(3), batch_size=16)
     with mock.patch.object(
-        saved_policy, '_convert_with_weights',
-        wraps=saved_policy._convert_with_weights) as convert:
+        export_conversion, 'tflite_model_with_weights',
+        wraps=export_conversion.tflite_model_with_weights) as convert:
       loaded = saved_policy.SavedPolicy(path, backend=backend)
       self.assertEqual('tflite', loaded.backend)
       for seed in (1, 2, 3):
@@ -779,6 +851,51 @@ class SavedPolicyTest(tf.test.TestCase, parameterized.TestCase):
             self._reference_actions(other, time_step).action,
             loaded.action(time_step).action)
     self.assertEqual(1, convert.call_count)
+
+  @parameterized.named_parameters(('mlp', 'mlp'), ('rnn', 'rnn'))
+  def test_onnxruntime_backend_runs_the_policy(self, kind):
+    policy = _make_policy(kind)
+    path, _ = self._export(policy)
+    loaded = saved_policy.SavedPolicy(path, backend='onnxruntime')
+    self.assertEqual('onnxruntime', loaded.backend)
+    actions = _assert_follows_episode(self, loaded, policy, batch_size=8,
+                                      steps=4, seed=6, state_atol=1e-5)
+    self.assertGreater(len(np.unique(actions)), 1)
+    # Unbatched time steps come back unbatched.
+    single = loaded.action(_time_steps(np.random.RandomState(6)),
+                           loaded.get_initial_state(None))
+    self.assertEqual(single.action.shape, ())
+
+  def test_onnxruntime_refresh_does_not_convert_again(self):
+    policy = _make_policy('mlp', seed=0)
+    path, _ = self._export(policy)
+    time_step = _time_steps(np.random.RandomState(3), batch_size=32)
+    with mock.patch.object(
+        export_conversion, 'convert_action_to_onnx',
+        wraps=export_conversion.convert_action_to_onnx) as convert:
+      loaded = saved_policy.SavedPolicy(path, backend='onnxruntime')
+      checkpoints = os.path.join(self._base('local'), 'checkpoints')
+      for seed in (1, 2):
+        other = _make_policy('mlp', seed=seed)
+        checkpoint = os.path.join(checkpoints, 'ckpt_%d' % seed)
+        policy_saver.PolicySaver(other).save_checkpoint(checkpoint)
+        if seed == 1:
+          loaded.update_from_checkpoint(checkpoint)
+        else:
+          self.assertTrue(loaded.update_from_directory(checkpoints))
+        self.assertEqual('onnxruntime', loaded.backend)
+        self.assertAllEqual(
+            self._reference_actions(other, time_step).action,
+            loaded.action(time_step).action)
+    self.assertEqual(1, convert.call_count)
+
+  def test_auto_never_converts_to_onnx(self):
+    path, _ = self._export(_make_policy('mlp'))
+    with mock.patch.object(
+        export_conversion, 'convert_action_to_onnx',
+        side_effect=AssertionError('converted')) as convert:
+      self.assertEqual('tflite', saved_policy.SavedPolicy(path).backend)
+    self.assertEqual(0, convert.call_count)
 
   def test_stored_tflite_model_is_used(self):
     # A TFLite model stored in the export is used instead of converting; one
@@ -836,6 +953,71 @@ class SavedPolicyTest(tf.test.TestCase, parameterized.TestCase):
         steps_per_run=6, observers=[episodes.append])
     runner.run()
     self.assertEqual(sum(not t.is_boundary() for t in episodes), 6)
+
+
+class StoredModelsTest(tf.test.TestCase, parameterized.TestCase):
+  """Exports saved with `converted_formats`: chosen from the record."""
+
+  def _export(self, policy, formats=('tflite', 'onnx')):
+    path = os.path.join(self.create_tempdir().full_path, 'policy')
+    saver = policy_saver.PolicySaver(policy, converted_formats=formats)
+    saver.save(path)
+    return path, saver
+
+  def _reference_actions(self, policy, time_step, state=()):
+    return py_tf_eager_policy.PyTFEagerPolicy(
+        policy, batch_time_steps=False).action(time_step, state)
+
+  @parameterized.named_parameters(
+      ('auto', 'auto', 'tflite'), ('tflite', 'tflite', 'tflite'),
+      ('onnxruntime', 'onnxruntime', 'onnxruntime'))
+  def test_stored_model_is_used_without_conversion_or_probe(
+      self, backend, expected):
+    policy = _make_policy('mlp', seed=0)
+    path, _ = self._export(policy)
+    with mock.patch.object(
+        export_conversion, 'tflite_model_with_weights',
+        side_effect=AssertionError('converted')), mock.patch.object(
+            export_conversion, 'convert_action_to_onnx',
+            side_effect=AssertionError('converted')), mock.patch.object(
+                saved_policy.SavedPolicy, '_probe_inputs',
+                side_effect=AssertionError('probed')):
+      loaded = saved_policy.SavedPolicy(path, backend=backend)
+    self.assertEqual(expected, loaded.backend)
+    time_step = _time_steps(np.random.RandomState(5), batch_size=32)
+    self.assertAllEqual(self._reference_actions(policy, time_step).action,
+                        loaded.action(time_step).action)
+
+  def test_auto_runs_a_recurrent_policy_on_its_equivalent_model(self):
+    policy = _make_policy('rnn')
+    path, _ = self._export(policy, formats=('tflite',))
+    loaded = saved_policy.SavedPolicy(path)
+    self.assertEqual('tflite', loaded.backend)
+    _assert_follows_episode(self, loaded, policy, batch_size=4, steps=20,
+                            seed=7)
+
+  def test_auto_keeps_the_saved_model_for_a_stochastic_policy(self):
+    path, _ = self._export(_make_policy('stochastic'), formats=('tflite',))
+    self.assertEqual('saved_model', saved_policy.SavedPolicy(path).backend)
+
+  @parameterized.named_parameters(('tflite', 'tflite'),
+                                  ('onnxruntime', 'onnxruntime'))
+  def test_checkpoint_version_gives_the_stored_model_its_weights(
+      self, backend):
+    policy = _make_policy('mlp', seed=0)
+    path, saver = self._export(policy)
+    _set_weights(policy.wrapped_policy._q_network, seed=12)  # pylint: disable=protected-access
+    saver.save_checkpoint(path)
+    with mock.patch.object(
+        export_conversion, 'tflite_model_with_weights',
+        side_effect=AssertionError('converted')), mock.patch.object(
+            export_conversion, 'convert_action_to_onnx',
+            side_effect=AssertionError('converted')):
+      loaded = saved_policy.SavedPolicy(path, backend=backend)
+    self.assertEqual(backend, loaded.backend)
+    time_step = _time_steps(np.random.RandomState(6), batch_size=32)
+    self.assertAllEqual(self._reference_actions(policy, time_step).action,
+                        loaded.action(time_step).action)
 
 
 if __name__ == '__main__':

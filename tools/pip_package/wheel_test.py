@@ -134,6 +134,8 @@ class WheelTest(parameterized.TestCase, tf.test.TestCase):
   def test_owned_modules_are_layered_over_upstream(self):
     overlays = _overlays()
     self.assertIn("tf_agents/policies/policy_saver.py", overlays)
+    # A new module beside upstream's (upstream has no suite_gymnasium).
+    self.assertIn("tf_agents/environments/suite_gymnasium.py", overlays)
     files = _contents(FLAGS.wheel)
     upstream = _installed_upstream()
     for archive_path, source in overlays.items():
@@ -153,9 +155,11 @@ class WheelTest(parameterized.TestCase, tf.test.TestCase):
     inits = [n for n in files if n.endswith("__init__.py")]
     self.assertIn("tf_agents/__init__.py", inits)
     self.assertIn("tf_agents/policies/__init__.py", inits)
+    self.assertIn("tf_agents/environments/__init__.py", inits)
     for name in inits:
       self.assertEqual(files[name], upstream[name], name)
-    for shim in ("tf_agents/__init__.py", "tf_agents/policies/__init__.py"):
+    for shim in ("tf_agents/__init__.py", "tf_agents/policies/__init__.py",
+                 "tf_agents/environments/__init__.py"):
       self.assertIn(b"extend_path", _read(shim))  # The repository's shim.
       self.assertNotEqual(files[shim], _read(shim))
 
@@ -207,7 +211,8 @@ class WheelTest(parameterized.TestCase, tf.test.TestCase):
         files[entry_points].decode(), "[console_scripts]\n"
         "saved_policy_cli = tf_agents.policies.saved_policy_cli:run\n")
     # The modules the CLI imports that upstream lacks ship too.
-    for needed in ("tf_agents/policies/export_verify.py",
+    for needed in ("tf_agents/policies/export_conversion.py",
+                   "tf_agents/policies/export_verify.py",
                    "tf_agents/policies/export_errors.py",
                    "tf_agents/policies/export_publish.py"):
       self.assertIn(needed, files)
