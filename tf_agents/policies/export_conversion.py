@@ -52,7 +52,6 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from tf_agents.policies import export_verify
 
 # The TFLite signature of `tflite_model_with_weights` replacing the weights.
 SET_WEIGHTS_SIGNATURE = 'set_weights'
@@ -370,6 +369,9 @@ def convert_action_to_onnx(
   import tf2onnx  # pylint: disable=g-import-not-at-top
 
   if isinstance(export_dir_or_loaded, (str, bytes)):
+    # Imported here: export_verify checks the converted models an export
+    # carries (export_equivalence), which are made with this module.
+    from tf_agents.policies import export_verify  # pylint: disable=g-import-not-at-top
     where = export_dir_or_loaded
     loaded, _ = export_verify.load_current(export_dir_or_loaded)
   else:

@@ -127,6 +127,39 @@ class ExportEquivalenceTest(tf.test.TestCase, parameterized.TestCase):
     for value, variable in zip(values, expected):
       np.testing.assert_array_equal(value, variable.numpy())
 
+  def testVerifyChecksTheRecordAgain(self):
+    policy, saver, export_dir = self._save(
+        test_utils.STATELESS_DETERMINISTIC, ('tflite',))
+    report = export_verify.verify(export_dir, fresh_process=False)
+    self.assertTrue(report.ok, report)
+    self.assertEqual('agrees', report.converted['tflite']['check'])
+    # A checkpoint carries the models of the last full save.
+    for variable in policy.variables():
+      variable.assign(-2.0 * variable)
+    saver.save_checkpoint(export_dir)
+    report = export_verify.verify(export_dir, fresh_process=False)
+    self.assertTrue(report.ok, report)
+    self.assertEqual('other weights', report.converted['tflite']['check'])
+
+  def testVerifyFindsAModelThatNoLongerMatchesItsRecord(self):
+    _, _, export_dir = self._save(
+        test_utils.STATELESS_DETERMINISTIC, ('tflite',))
+    version = _version_dir(export_dir)
+    loaded = tf.saved_model.load(version)
+    for variable in loaded.model_variables:
+      variable.assign(-3.0 * variable)
+    other, _ = export_equivalence.convert(loaded, 'tflite')
+    # Without the manifest, which would flag the new file first.
+    test_utils.remove_manifest(export_dir)
+    version = _version_dir(export_dir)
+    with open(os.path.join(version, export_equivalence.model_file('tflite')),
+              'wb') as f:
+      f.write(other)
+    report = export_verify.verify(version, fresh_process=False)
+    self.assertEqual('disagrees', report.converted['tflite']['check'])
+    self.assertFalse(report.ok)
+    self.assertIn('recorded bit_exact as equivalent', report.problems[-1])
+
 
 if __name__ == '__main__':
   tf.test.main()

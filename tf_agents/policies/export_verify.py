@@ -42,6 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 from tensorflow.core.protobuf import saved_model_pb2
+from tf_agents.policies import export_equivalence
 from tf_agents.policies import export_errors
 from tf_agents.policies import export_publish
 from tf_agents.specs import tensor_spec
@@ -83,6 +84,10 @@ class VerifyReport:
       None for an export without versions.
     uncovered_files: Files beside the export that its manifest does not
       list (added after the save); not a problem.
+    converted: Per stored converted model (`export_equivalence`), its
+      recorded notion and verdict and whether checking it again agreed
+      (`'agrees'`), disagreed (a problem), or was skipped because the
+      model holds the weights of an earlier full save (`'other weights'`).
   """
 
   export_dir: Text
@@ -93,6 +98,8 @@ class VerifyReport:
   problems: List[Text] = dataclasses.field(default_factory=list)
   version: Optional[Text] = None
   uncovered_files: List[Text] = dataclasses.field(default_factory=list)
+  converted: Dict[Text, Dict[Text, Any]] = dataclasses.field(
+      default_factory=dict)
 
   @property
   def ok(self) -> bool:
@@ -457,6 +464,32 @@ def _top_level_problem(version: export_publish.Version) -> Optional[Text]:
                   ', '.join(differing[:5])))
 
 
+def _check_converted(path: Text, report: VerifyReport) -> None:
+  """Checks the stored converted models against the record, if any."""
+  record = export_equivalence.read(path)
+  if record is None:
+    return
+  current = record.weights_digest == export_equivalence.weights_digest(path)
+  loaded = tf.saved_model.load(path) if current else None
+  for name, entry in sorted(record.formats.items()):
+    result = {'notion': entry.notion, 'equivalent': entry.equivalent}
+    if loaded is None:
+      result['check'] = 'other weights'
+    else:
+      with tf.io.gfile.GFile(os.path.join(path, entry.file), 'rb') as f:
+        again = export_equivalence.check(loaded, f.read(), name,
+                                         record.signature)
+      agrees = again.equivalent == entry.equivalent
+      result['check'] = 'agrees' if agrees else 'disagrees'
+      if not agrees:
+        report.problems.append(
+            '{}: recorded {} as {}, checked again: {}.'.format(
+                entry.file, entry.notion,
+                'equivalent' if entry.equivalent else 'not equivalent',
+                again.detail))
+    report.converted[name] = result
+
+
 def verify(
     export_dir: Text, fresh_process: bool = True, timeout: float = 300.0
 ) -> VerifyReport:
@@ -509,6 +542,8 @@ def verify(
   except export_errors.ExportError as e:
     report.problems.append(str(e))
     return report
+  if not report.problems:
+    _check_converted(path, report)
   if fresh_process and not report.problems:
     result = _run_fresh(path, timeout)
     report.problems.extend(result.get('problems', []))

@@ -1461,6 +1461,12 @@ def _format_verify(result: Dict[str, Any]) -> str:
   if result.get('uncovered_files'):
     lines.append('Files not covered by the manifest (added after the save):')
     lines += ['  ' + f for f in result['uncovered_files']]
+  if result.get('converted'):
+    lines.append('Converted models (equivalence recorded at save):')
+    lines += ['  {}: {}, {}; checked again: {}'.format(
+        name, entry['notion'],
+        'equivalent' if entry['equivalent'] else 'not equivalent',
+        entry['check']) for name, entry in sorted(result['converted'].items())]
   lines.append('Problems:')
   lines += ['  ' + p for p in result['problems']] or ['  (none)']
   lines.append('OK' if result['ok'] else 'FAILED')

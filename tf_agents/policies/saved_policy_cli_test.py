@@ -687,6 +687,20 @@ class UpstreamExportTest(_ExportsTestCase):
     self.assertIn('Replayed: (none)', text)
     self.assertTrue(text.endswith('OK'), text)
 
+  def test_verify_checks_converted_models_again(self):
+    export_dir = os.path.join(self.create_tempdir().full_path, 'converted')
+    policy_saver.PolicySaver(
+        test_utils.make_policy(test_utils.STATELESS_DETERMINISTIC),
+        converted_formats=('tflite',)).save(export_dir)
+    result = saved_policy_cli.run_command(
+        'verify', [export_dir], saved_policy_cli.Options())
+    self.assertTrue(result['ok'], result)
+    self.assertEqual(
+        {'notion': 'bit_exact', 'equivalent': True, 'check': 'agrees'},
+        result['converted']['tflite'])
+    self.assertIn('tflite: bit_exact, equivalent; checked again: agrees',
+                  saved_policy_cli.format_text('verify', result))
+
   def test_verify_catches_a_corrupted_upstream_export(self):
     export_dir = os.path.join(self.create_tempdir().full_path, 'upstream')
     shutil.copytree(self.upstream_dense_dir, export_dir)
