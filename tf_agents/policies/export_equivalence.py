@@ -61,7 +61,8 @@ STATE_TOLERANCE = 1e-4
 _RECORD_VERSION = 1
 _PROBE_SEED = 20261202
 _PROBE_BATCH_SIZES = (1, 5)
-_MODEL_VARIABLE_KEY = 'model_variables/{}/.ATTRIBUTES/VARIABLE_VALUE'
+# The checkpoint key of `model_variables[i]` (exports and checkpoints).
+MODEL_VARIABLE_KEY = 'model_variables/{}/.ATTRIBUTES/VARIABLE_VALUE'
 _INDEX_FILE = os.path.join(tf.saved_model.VARIABLES_DIRECTORY,
                            tf.saved_model.VARIABLES_FILENAME + '.index')
 # Op types that make a function stochastic or stateful.
@@ -152,8 +153,8 @@ def model_weights(export_dir: Text) -> List[np.ndarray]:
       os.path.join(export_dir, tf.saved_model.VARIABLES_DIRECTORY,
                    tf.saved_model.VARIABLES_FILENAME))
   values = []
-  while reader.has_tensor(_MODEL_VARIABLE_KEY.format(len(values))):
-    values.append(reader.get_tensor(_MODEL_VARIABLE_KEY.format(len(values))))
+  while reader.has_tensor(MODEL_VARIABLE_KEY.format(len(values))):
+    values.append(reader.get_tensor(MODEL_VARIABLE_KEY.format(len(values))))
   return values
 
 

@@ -106,7 +106,7 @@ import os
 import re
 import uuid
 import warnings
-from typing import Any, Dict, List, Optional, Sequence, Text, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Text, Tuple
 
 from absl import logging
 import numpy as np
@@ -344,6 +344,49 @@ def _checkpoint_reader(prefix: Text) -> Any:
   """A reader of checkpoint `prefix` (`tf.train.load_checkpoint` takes a
   `ram://` prefix for a directory and fails)."""
   return tf.compat.v1.train.NewCheckpointReader(prefix)
+
+
+def _copy_from_session(session: '_SessionBackend', loaded: Any) -> None:
+  """Gives `loaded` the session's variable values.
+
+  Through a checkpoint in memory: the files the session read may be retired
+  by now.
+
+  Args:
+    session: The session backend.
+    loaded: The eager loaded export.
+  """
+  prefix = 'ram://saved_policy_eager/{}/variables'.format(uuid.uuid4().hex)
+  try:
+    session.save(prefix)
+    # The session writes the SavedModel's keys: `loaded` is the root.
+    status = tf.train.Checkpoint(root=loaded).read(prefix)
+    status.expect_partial()
+    status.assert_existing_objects_matched()
+  finally:
+    for path in tf.io.gfile.glob(prefix + '*'):
+      tf.io.gfile.remove(path)
+
+
+def _fill_from_version(loaded: Any, version: export_publish.Version,
+                       values: Sequence[np.ndarray]) -> None:
+  """Gives `loaded` every variable of `version`, or at least `values`.
+
+  Args:
+    loaded: The eager loaded export.
+    version: The version a model-only update read.
+    values: The model variables' values it read.
+  """
+  try:
+    _restore_version(loaded, version.path, version.kind)
+    return
+  except (export_errors.ExportError, ValueError, tf.errors.OpError) as e:
+    # E.g. the version was retired since: the model variables are at hand.
+    logging.warning('Could not read %s again (%s); the train step and '
+                    'metadata stay as they were.', version.path,
+                    export_errors.one_line(e))
+  for variable, value in zip(loaded.model_variables, values):
+    variable.assign(value)
 
 
 def _tensor_kinds(reader: Any) -> Dict[Text, Tuple[Any, Any]]:
@@ -1618,7 +1661,8 @@ class SavedPolicy(py_policy.PyPolicy):
       ValueError: If the checkpoint does not match the export.
       In every case the policy keeps its previous variables.
     """
-    if self._update_session_only(checkpoint_path):
+    if (self._update_session_only(checkpoint_path) or
+        self._update_model_only(checkpoint_path)):
       return
     self._restore_variables(checkpoint_path, keep_on_error=True)
     self._sync_backends(self._restored_prefix)
@@ -1667,14 +1711,77 @@ class SavedPolicy(py_policy.PyPolicy):
       return False
     if version is None:
       return False
-    # The session that holds the values the eager copy lacks.
-    self._eager_source = session
+    self._updated_alone(version, checkpoint_path,
+                        lambda loaded: _copy_from_session(session, loaded))
+    return True
+
+  def _update_model_only(self, checkpoint_path: Text) -> bool:
+    """Hands a checkpoint's weights to the TFLite or onnxruntime model alone.
+
+    As `_update_session_only`: the model variables are read from the
+    checkpoint once (each tensor's CRC32C checked) and given to the model
+    (`set_weights`, no conversion); the eager copy follows when read.
+
+    Args:
+      checkpoint_path: As for `update_from_checkpoint`.
+
+    Returns:
+      True if done; False if the caller must take the full path, with the
+      model as it was.
+
+    Raises:
+      ExportNotFoundError, NotAnExportError, ManifestMismatchError: As
+        `check_checkpoint`, before anything changed.
+    """
+    backend = self._backend
+    if backend.name not in (BACKEND_TFLITE, BACKEND_ONNXRUNTIME) or not (
+        backend.follows_weights):
+      return False
+    expected = [(tuple(v.shape.as_list()), v.dtype.base_dtype)
+                for v in self._loaded_object.model_variables]
+
+    def read(version):
+      check_checkpoint(version.path)
+      reader = _checkpoint_reader(_variables_prefix(version.path))
+      found = _tensor_kinds(reader)
+      keys = [export_equivalence.MODEL_VARIABLE_KEY.format(i)
+              for i in range(len(expected))]
+      if any(found.get(k) != kind for k, kind in zip(keys, expected)):
+        return None
+      return version, [reader.get_tensor(k) for k in keys]
+
+    try:
+      result = export_publish.read_consistent(checkpoint_path, read)
+    except (tf.errors.OpError, ValueError) as e:
+      logging.info('Reading %s for the model failed (%s); taking the full '
+                   'path.', checkpoint_path, export_errors.one_line(e))
+      return False
+    if result is None:
+      return False
+    version, values = result
+    backend.set_weights(values)
+    self._updated_alone(
+        version, checkpoint_path,
+        lambda loaded: _fill_from_version(loaded, version, values))
+    return True
+
+  def _updated_alone(self, version: export_publish.Version,
+                     checkpoint_path: Text,
+                     fill_eager: Callable[[Any], None]) -> None:
+    """Notes an update the serving backend took without the eager copy.
+
+    Args:
+      version: The version read.
+      checkpoint_path: The path the caller gave.
+      fill_eager: Brings the eager copy up to date (`_loaded` calls it when
+        the copy is next read).
+    """
+    self._eager_source = fill_eager
     self._variables_restored = True
     self._version_id = version.version_id
     self._restored_prefix = _variables_prefix(version.path)
     self._train_step_from_last_restored_checkpoint_path = (
         _train_step_from_path(checkpoint_path))
-    return True
 
   def _matches_session(self, prefix: Text) -> bool:
     """Whether checkpoint `prefix` has every key of the export's variables
@@ -1692,22 +1799,10 @@ class SavedPolicy(py_policy.PyPolicy):
   def _loaded(self) -> Any:
     """The eager loaded export, its variables as the backend serves them."""
     loaded = self._loaded_object
-    source = self.__dict__.get('_eager_source')
-    if source is not None:
-      # The session took updates alone: copy its values over, through a
-      # checkpoint in memory (the files it read may be retired by now).
+    fill_eager = self.__dict__.get('_eager_source')
+    if fill_eager is not None:
       self._eager_source = None
-      prefix = 'ram://saved_policy_eager/{}/variables'.format(
-          uuid.uuid4().hex)
-      try:
-        source.save(prefix)
-        # The session writes the SavedModel's keys: `loaded` is the root.
-        status = tf.train.Checkpoint(root=loaded).read(prefix)
-        status.expect_partial()
-        status.assert_existing_objects_matched()
-      finally:
-        for path in tf.io.gfile.glob(prefix + '*'):
-          tf.io.gfile.remove(path)
+      fill_eager(loaded)
     return loaded
 
   @_loaded.setter

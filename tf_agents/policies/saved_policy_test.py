@@ -494,6 +494,28 @@ class SavedPolicyTest(tf.test.TestCase, parameterized.TestCase):
       self.assertAllEqual(want.numpy(), got.numpy())
     self.assertAllEqual(expected, loaded.action(time_step).action)
 
+  @parameterized.named_parameters(('tflite', 'tflite'),
+                                  ('onnxruntime', 'onnxruntime'))
+  def test_model_update_reads_the_checkpoint_once(self, backend):
+    policy = _make_policy('mlp', seed=0)
+    train_step = tf.Variable(3, dtype=tf.int64)
+    path, saver = self._export(policy, train_step=train_step)
+    loaded = saved_policy.SavedPolicy(path, backend=backend)
+    time_step = _time_steps(np.random.RandomState(10), batch_size=32)
+    _set_weights(policy.wrapped_policy._q_network, seed=23)  # pylint: disable=protected-access
+    train_step.assign(78)
+    checkpoint = os.path.join(self.get_temp_dir(), 'model_ckpt_' + backend)
+    saver.save_checkpoint(checkpoint)
+    with mock.patch.object(saved_policy, 'restore_checkpoint') as restore:
+      loaded.update_from_checkpoint(checkpoint)
+      restore.assert_not_called()
+    self.assertEqual(backend, loaded.backend)
+    expected = self._reference_actions(policy, time_step).action
+    self.assertAllEqual(expected, loaded.action(time_step).action)
+    self.assertEqual(78, loaded.get_train_step())
+    for got, want in zip(loaded.variables(), policy.variables()):
+      self.assertAllEqual(want.numpy(), got.numpy())
+
   def test_session_update_refuses_another_network(self):
     policy = _make_policy('mlp', seed=0)
     path, _ = self._export(policy)
