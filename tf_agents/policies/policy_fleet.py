@@ -21,9 +21,9 @@ How a version reaches the actors
 --------------------------------
 `Fleet.publish()` (after each `save_checkpoint`) has the fleet's publisher,
 in the learner's process, read the current version of `weights_dir` once,
-with every
-check of `SavedPolicy.update_from_checkpoint` (the integrity manifest, the
-CRC32C of every tensor), and to put its weights into Ray's object store once
+straight into arrays, with the integrity manifest checked first and every
+tensor's CRC32C as it is read, and to put its weights into Ray's object
+store once
 (`ray.put`, one object per version). Every actor is offered that object;
 Ray hands it to the actors of one machine from shared memory (numpy arrays
 without a copy) and moves it once to each other machine. An actor takes the
@@ -79,6 +79,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_agents.drivers import py_driver
+from tf_agents.policies import export_equivalence
 from tf_agents.policies import export_errors
 from tf_agents.policies import export_publish
 from tf_agents.policies import saved_policy
@@ -282,6 +283,39 @@ def _same_actions(first: Sequence[np.ndarray],
   return len(first) == len(second)
 
 
+def _read_weights(version: export_publish.Version) -> Any:
+  """Reads a version's model variables and train step once, checked.
+
+  Straight from the checkpoint into the arrays `ray.put` shares: the
+  manifest is checked first and every tensor's CRC32C as it is read (no
+  backup copy, no restore into variables and copy out again).
+
+  Args:
+    version: The version to read.
+
+  Returns:
+    `(version, values, train_step)`; `train_step` is None if absent.
+
+  Raises:
+    ExportError: As `saved_policy.check_checkpoint`.
+    tf.errors.OpError: A tensor fails its CRC32C or cannot be read.
+  """
+  saved_policy.check_checkpoint(version.path)
+  reader = tf.compat.v1.train.NewCheckpointReader(os.path.join(
+      version.path, tf.saved_model.VARIABLES_DIRECTORY,
+      tf.saved_model.VARIABLES_FILENAME))
+  # Every tensor, so that each one's CRC32C is checked (the object graph's
+  # too), as a restore would.
+  tensors = {key: reader.get_tensor(key)
+             for key in reader.get_variable_to_shape_map()}
+  values = []
+  while export_equivalence.MODEL_VARIABLE_KEY.format(len(values)) in tensors:
+    values.append(
+        tensors[export_equivalence.MODEL_VARIABLE_KEY.format(len(values))])
+  train_step = tensors.get('train_step/.ATTRIBUTES/VARIABLE_VALUE')
+  return version, values, None if train_step is None else int(train_step)
+
+
 class Publisher(object):
   """The learner side: reads each version once, puts it, offers it.
 
@@ -334,8 +368,11 @@ class Publisher(object):
               'error': self._refused[vid]}
     started = time.perf_counter()
     try:
-      self._policy.update_from_checkpoint(self._weights_dir)
-    except (export_errors.ExportError, ValueError) as e:
+      read_version, values, train_step = export_publish.read_consistent(
+          self._weights_dir, _read_weights)
+      self._policy.update_from_values(
+          values, version=read_version.version_id, train_step=train_step)
+    except (export_errors.ExportError, ValueError, tf.errors.OpError) as e:
       message = '{}: version {} refused: {}'.format(
           self._weights_dir, vid, export_errors.one_line(e))
       self._refused[vid] = message
@@ -345,7 +382,6 @@ class Publisher(object):
       return {'version': vid, 'state': 'refused', 'seq': version.seq,
               'error': message}
     read = self._policy.version or vid
-    values = [v.numpy() for v in self._policy.loaded_model.model_variables]
     info = VersionInfo(
         version_id=read,
         seq=version.seq if read == vid else _seq_of(read, version.seq),
