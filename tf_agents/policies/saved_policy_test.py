@@ -472,31 +472,13 @@ class SavedPolicyTest(tf.test.TestCase, parameterized.TestCase):
         loaded.action(time_step).action,
         self._reference_actions(other, time_step).action)
 
-  def test_session_update_reads_the_checkpoint_once(self):
-    # The saved_model backend restores a checkpoint into its session alone;
-    # the eager copy follows when read (variables(), the train step).
-    policy = _make_policy('mlp', seed=0)
-    train_step = tf.Variable(3, dtype=tf.int64)
-    path, saver = self._export(policy, train_step=train_step)
-    loaded = saved_policy.SavedPolicy(path, backend='saved_model')
-    time_step = _time_steps(np.random.RandomState(8), batch_size=32)
-    _set_weights(policy.wrapped_policy._q_network, seed=21)  # pylint: disable=protected-access
-    train_step.assign(77)
-    checkpoint = os.path.join(self.get_temp_dir(), 'session_ckpt')
-    saver.save_checkpoint(checkpoint)
-    with mock.patch.object(saved_policy, 'restore_checkpoint') as restore:
-      loaded.update_from_checkpoint(checkpoint)
-      restore.assert_not_called()
-    expected = self._reference_actions(policy, time_step).action
-    self.assertAllEqual(expected, loaded.action(time_step).action)
-    self.assertEqual(77, loaded.get_train_step())
-    for got, want in zip(loaded.variables(), policy.variables()):
-      self.assertAllEqual(want.numpy(), got.numpy())
-    self.assertAllEqual(expected, loaded.action(time_step).action)
-
-  @parameterized.named_parameters(('tflite', 'tflite'),
+  @parameterized.named_parameters(('saved_model', 'saved_model'),
+                                  ('tflite', 'tflite'),
                                   ('onnxruntime', 'onnxruntime'))
-  def test_model_update_reads_the_checkpoint_once(self, backend):
+  def test_update_reads_the_checkpoint_once(self, backend):
+    # The backend in use (session, TFLite or onnxruntime model) takes the
+    # checkpoint alone; the eager copy follows when read (variables(), the
+    # train step).
     policy = _make_policy('mlp', seed=0)
     train_step = tf.Variable(3, dtype=tf.int64)
     path, saver = self._export(policy, train_step=train_step)
