@@ -252,6 +252,28 @@ def np_time_step(case: PolicyCase, seed: int = 0) -> ts.TimeStep:
   )
 
 
+def np_batched_time_step(case: PolicyCase, batch_size: int,
+                         seed: int = 0) -> ts.TimeStep:
+  """`batch_size` MID time steps as numpy arrays (one batched environment).
+
+  Args:
+    case: The policy case.
+    batch_size: The leading dimension of every field.
+    seed: Seeds the observations.
+
+  Returns:
+    A `TimeStep` of numpy arrays with a batch dimension.
+  """
+  rng = np.random.RandomState(seed)
+  return ts.TimeStep(
+      step_type=np.full((batch_size,), ts.StepType.MID, np.int32),
+      reward=np.zeros((batch_size,), np.float32),
+      discount=np.ones((batch_size,), np.float32),
+      observation=rng.uniform(
+          -1, 1, (batch_size, case.observation_size)).astype(np.float32),
+  )
+
+
 def assign_new_weights(policy: tf_policy.TFPolicy) -> None:
   """Perturbs every floating-point variable of `policy` in place."""
   for variable in policy.variables():

@@ -21,7 +21,11 @@ taken alternately, the order rotating every repetition):
   (`'tflite'` only when that backend is exact for the policy, i.e. when
   `backend='auto'` picks it), upstream's is `py_tf_eager_policy.
   SavedModelPyTFEagerPolicy` on upstream's export (the same upstream samples
-  serve both rows);
+  serve both rows); `..._b64`: the same at batch 64 (a batched environment;
+  upstream's runtime with `batch_time_steps=False`);
+* `numpy_step`, `numpy_step_b64` (ours only, largest MLP only): a plain NumPy
+  greedy forward pass of the export's weights at batch 1 and 64, the
+  memory-bandwidth floor of any runtime of those weights;
 * `construct_<backend>`, `update_checkpoint_<backend>`,
   `update_in_place_<backend>` for the backends `'saved_model'` and `'auto'`
   (the default): the runtime's constructor; `update_from_checkpoint` of a
@@ -50,9 +54,11 @@ taken alternately, the order rotating every repetition):
 Every figure has a target (`TARGETS`), each a ratio of medians from the same
 run: repeated save of the small MLP <= 0.25 of upstream's; our `save()` after
 new weights of the largest MLP <= 1.2 times our own `save_checkpoint` of it;
-Python runtime step of the small MLP at batch 1 with the fastest exact
-backend <= 0.05 and with the SavedModel backend <= 0.5 of upstream's; every
-other figure <= 1.0 of upstream's; and the empty poll makes at most one file
+Python runtime step of the small MLP, the LSTM and the `ActorPolicy` at
+batch 1 and 64 with the fastest exact (equivalent) backend <= 0.05, and of
+the small MLP with the SavedModel backend <= 0.5 of upstream's; the largest
+MLP's fastest step <= 1.2 times the NumPy forward pass at batch 1 and 64;
+every other figure <= 1.0 of upstream's; and the empty poll makes at most one file
 read (an open or a stat) and no directory listing.
 """
 
@@ -83,7 +89,7 @@ class Metric:
     short: Name of its default target.
     unit: `'s'` (seconds) or `'bytes'`.
     upstream: Whether upstream's side is measured too (else ours only).
-    memory_only: Only measured for the peak-memory policy.
+    memory_only: Only measured for the peak-memory policy (the largest MLP).
   """
 
   key: str
@@ -145,6 +151,21 @@ METRICS = tuple([
            'Python runtime step, batch 1: SavedPolicy tflite backend, if '
            'exact ' + _UPSTREAM_RUNTIME,
            'runtime step, batch 1, TFLite backend', 's'),
+    Metric('runtime_step_saved_model_b64',
+           'Python runtime step, batch 64: SavedPolicy saved_model backend '
+           + _UPSTREAM_RUNTIME,
+           'runtime step, batch 64, SavedModel backend', 's'),
+    Metric('runtime_step_tflite_b64',
+           'Python runtime step, batch 64: SavedPolicy tflite backend, if '
+           'exact ' + _UPSTREAM_RUNTIME,
+           'runtime step, batch 64, TFLite backend', 's'),
+    Metric('numpy_step', 'NumPy forward pass of the same weights, batch 1 '
+           '(the memory-bandwidth floor; largest MLP only)',
+           'NumPy forward pass, batch 1', 's', upstream=False,
+           memory_only=True),
+    Metric('numpy_step_b64', 'NumPy forward pass of the same weights, '
+           'batch 64 (largest MLP only)', 'NumPy forward pass, batch 64', 's',
+           upstream=False, memory_only=True),
 ] + _runtime_metrics() + [
     Metric('empty_poll',
            'empty poll: update_from_directory(export_dir), nothing new',
@@ -216,6 +237,24 @@ SPECIFIC_TARGETS = (
         'small_mlp',
         versus=FASTEST_EXACT,
     ),
+) + tuple(
+    TargetSpec(
+        'runtime step, {}, batch {}, fastest equivalent backend'.format(
+            what, batch), metric, 0.05, policy, versus=FASTEST_EXACT)
+    for metric, batch in (('runtime_step_tflite', 1),
+                          ('runtime_step_tflite_b64', 64))
+    for policy, what in (('q_rnn_lstm', 'LSTM'),
+                         ('actor_normal', 'ActorPolicy'))
+) + (
+    TargetSpec('runtime step, small MLP, batch 64, fastest exact backend',
+               'runtime_step_tflite_b64', 0.05, 'small_mlp',
+               versus=FASTEST_EXACT),
+    TargetSpec('runtime step vs a NumPy forward pass, largest MLP, batch 1',
+               'runtime_step_tflite', 1.2, 'largest_mlp',
+               versus=OURS_PREFIX + 'numpy_step'),
+    TargetSpec('runtime step vs a NumPy forward pass, largest MLP, batch 64',
+               'runtime_step_tflite_b64', 1.2, 'largest_mlp',
+               versus=OURS_PREFIX + 'numpy_step_b64'),
     TargetSpec('runtime step, small MLP, batch 1, SavedModel backend',
                'runtime_step_saved_model', 0.5, 'small_mlp'),
     TargetSpec('empty poll: file reads (opens + stats)', 'empty_poll', 1,

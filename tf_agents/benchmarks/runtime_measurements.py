@@ -18,6 +18,7 @@ from tf_agents.benchmarks import figures
 from tf_agents.benchmarks import measurement
 from tf_agents.benchmarks import saver_measurements
 from tf_agents.policies import export_equivalence
+from tf_agents.policies import export_publish
 from tf_agents.policies import policy_saver
 from tf_agents.policies import py_tf_eager_policy
 from tf_agents.policies import saved_policy
@@ -28,6 +29,8 @@ _PROBE_STEPS = 8
 # Seeds of the new weights: in checkpoints, and assigned in place.
 _CHECKPOINT_SEED = 1000
 _IN_PLACE_SEED = 2000
+# The batch size of the batched runtime step figures.
+_BATCH = 64
 # In-place updates timed per repetition (each with new values).
 IN_PLACE_UPDATES = 3
 
@@ -61,8 +64,8 @@ def _tflite_runtime(
       if not auto.is_deterministic
       else 'TFLite does not reproduce the SavedModel outputs bit for bit'
   )
-  samples.note(case.name, 'runtime_step_tflite',
-               'tflite backend not exact: ' + reason)
+  for figure in ('runtime_step_tflite', 'runtime_step_tflite_b64'):
+    samples.note(case.name, figure, 'tflite backend not exact: ' + reason)
   return None
 
 
@@ -84,13 +87,44 @@ def runtime_export(policy: tf_policy.TFPolicy, train_step: tf.Variable,
   return export_dir
 
 
+def _numpy_forward(weights: List[np.ndarray]) -> Any:
+  """A plain NumPy greedy forward pass of an MLP Q network's weights.
+
+  The floor a runtime of the same weights can reach: each step reads every
+  weight once (memory bandwidth) and does the same multiplications.
+
+  Args:
+    weights: `(kernel, bias)` pairs of the dense layers in order (the
+      export's `model_variables` of a `QNetwork` MLP).
+
+  Returns:
+    A function of a `[batch, observation]` float32 array to the greedy
+    actions.
+  """
+  layers = list(zip(weights[0::2], weights[1::2]))
+
+  def forward(observation):
+    x = observation
+    for index, (kernel, bias) in enumerate(layers):
+      x = x @ kernel + bias
+      if index + 1 < len(layers):
+        np.maximum(x, 0.0, out=x)
+    return np.argmax(x, axis=-1)
+
+  return forward
+
+
 def measure_runtime_steps(
     case: cases.PolicyCase,
     export_dirs: Dict[str, str],
     config: measurement.BenchmarkConfig,
     samples: measurement.Samples,
 ) -> None:
-  """The Python runtimes' step latency at batch 1, alternating runtimes.
+  """The Python runtimes' step latency at batch 1 and 64, alternating.
+
+  Batch 1 is one unbatched environment, as `PyDriver` drives it; batch 64 a
+  batched environment. For MLPs, a NumPy forward pass of the same weights
+  is timed too (ours only: the floor).
 
   Args:
     case: The policy case.
@@ -107,20 +141,40 @@ def measure_runtime_steps(
     runtimes['runtime_step_tflite'] = tflite
   runtimes[cases.UPSTREAM] = make_runtime(
       cases.UPSTREAM, export_dirs[cases.UPSTREAM])
-  time_step = cases.np_time_step(case)
-  for repetition in range(config.repetitions):
-    for key in measurement.order(repetition, list(runtimes)):
-      runtime = runtimes[key]
-      values = measurement.latencies(
-          lambda s, r=runtime: r.action(time_step, s).state,
-          runtime.get_initial_state(1),
-          config,
-      )
-      if key == cases.UPSTREAM:
-        for figure in ('runtime_step_saved_model', 'runtime_step_tflite'):
-          samples.add(case.name, figure, cases.UPSTREAM, values)
-      else:
-        samples.add(case.name, key, cases.OURS, values)
+  forward = None
+  if case.kind == 'q_mlp':
+    forward = _numpy_forward(export_equivalence.model_weights(
+        export_publish.current_version(export_dirs[cases.OURS]).path))
+  for batch, suffix in ((None, ''), (_BATCH, '_b64')):
+    time_step = (cases.np_time_step(case) if batch is None else
+                 cases.np_batched_time_step(case, batch))
+    if batch is not None:
+      # Upstream's runtime adds a batch dimension unless told not to.
+      runtimes[cases.UPSTREAM] = py_tf_eager_policy.SavedModelPyTFEagerPolicy(
+          export_dirs[cases.UPSTREAM], load_specs_from_pbtxt=True,
+          batch_time_steps=False)
+    keys = list(runtimes) + (['numpy_step'] if forward else [])
+    for repetition in range(config.repetitions):
+      for key in measurement.order(repetition, keys):
+        if key == 'numpy_step':
+          observation = time_step.observation.reshape(
+              -1, case.observation_size)
+          samples.add(case.name, key + suffix, cases.OURS,
+                      measurement.latencies(
+                          lambda s, o=observation: (forward(o), s)[1], (),
+                          config))
+          continue
+        runtime = runtimes[key]
+        values = measurement.latencies(
+            lambda s, r=runtime, t=time_step: r.action(t, s).state,
+            runtime.get_initial_state(batch or 1),
+            config,
+        )
+        if key == cases.UPSTREAM:
+          for figure in ('runtime_step_saved_model', 'runtime_step_tflite'):
+            samples.add(case.name, figure + suffix, cases.UPSTREAM, values)
+        else:
+          samples.add(case.name, key + suffix, cases.OURS, values)
   del runtimes
   gc.collect()
 

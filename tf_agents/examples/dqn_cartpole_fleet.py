@@ -20,7 +20,8 @@ starts a local Ray cluster and:
 
 It exits with status 1 if any actor served a version that was never
 published, served a torn version (probe actions that differ from the
-publisher's), or mixed two versions in one driver run.
+publisher's), or mixed two versions in one step (actors switch versions
+only between steps).
 
 Usage:
 

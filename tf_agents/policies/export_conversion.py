@@ -11,6 +11,8 @@ tf-agents 0.19.0 has none besides what its tests do with TFLite's converter):
 * `tflite_model_with_weights`: a TFLite model whose weights are TFLite
   resource variables with a `set_weights` signature, so a runtime replaces
   them without converting again (used by `saved_policy`'s TFLite backend).
+  It also converts a stochastic action with its noise as inputs
+  (`export_noise.NoiseAction`), with builtin ops only.
 * `convert_action_to_onnx`: a signature (default `action`) as an ONNX model
   (tf2onnx), run by onnxruntime without TensorFlow; its weights are named
   initializers a runtime replaces per session (used by `saved_policy`'s
@@ -46,7 +48,8 @@ TensorFlow's `BroadcastArgs` (in `Deterministic.sample`), which tf2onnx
 import dataclasses
 import json
 import re
-from typing import Any, Dict, List, Optional, Text, Tuple, Union
+from typing import (Any, Callable, Dict, List, Optional, Sequence, Text,
+                    Tuple, Union)
 
 from absl import logging
 import numpy as np
@@ -133,7 +136,8 @@ def weight_name(index: int) -> Text:
   return 'weight_{:04d}'.format(index)
 
 
-def tflite_model_with_weights(loaded: Any, signature: Any) -> bytes:
+def tflite_model_with_weights(loaded: Any, signature: Any,
+                              select_tf_ops: bool = True) -> bytes:
   """A signature as a TFLite model whose weights are replaceable.
 
   The model's weights (`loaded.model_variables`) are TFLite resource
@@ -144,7 +148,10 @@ def tflite_model_with_weights(loaded: Any, signature: Any) -> bytes:
 
   Args:
     loaded: The loaded export.
-    signature: The signature to convert (e.g. `loaded.signatures['action']`).
+    signature: The signature to convert (e.g. `loaded.signatures['action']`,
+      or an `export_noise.NoiseAction`).
+    select_tf_ops: Whether to fall back to select TF ops when builtin ops do
+      not suffice (False: the converter's error is raised instead).
 
   Returns:
     The TFLite flatbuffer (builtin ops only when possible, else with select
@@ -173,10 +180,11 @@ def tflite_model_with_weights(loaded: Any, signature: Any) -> bytes:
   functions = [action.get_concrete_function(),
                set_weights.get_concrete_function()]
   last_error = None
-  for ops in (
-      [tf.lite.OpsSet.TFLITE_BUILTINS],
-      [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS],
-  ):
+  op_sets = [[tf.lite.OpsSet.TFLITE_BUILTINS]]
+  if select_tf_ops:
+    op_sets.append(
+        [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS])
+  for ops in op_sets:
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
         functions, module)
     converter.experimental_enable_resource_variables = True
@@ -339,6 +347,93 @@ def _name_weights(model: Any, tags: List[Optional[np.ndarray]],
   return sorted(found)
 
 
+def _loaded_for_onnx(export_dir_or_loaded: Union[Text, Any]
+                    ) -> Tuple[Any, Text]:
+  """The loaded export to convert, and how errors name it."""
+  if isinstance(export_dir_or_loaded, (str, bytes)):
+    # Imported here: export_verify checks the converted models an export
+    # carries (export_equivalence), which are made with this module.
+    from tf_agents.policies import export_verify  # pylint: disable=g-import-not-at-top
+    loaded, _ = export_verify.load_current(export_dir_or_loaded)
+    return loaded, export_dir_or_loaded
+  return export_dir_or_loaded, 'the loaded export'
+
+
+def _onnx_output_names(input_keys: Sequence[Text], output_keys: Sequence[Text],
+                       where: Text, signature_key: Text) -> List[Text]:
+  """The ONNX output names: `next_<key>` for a state fed back as an input.
+
+  Raises:
+    ValueError: Two inputs or outputs would have the same name.
+  """
+  output_names = [NEXT_PREFIX + k if k in input_keys else k
+                  for k in output_keys]
+  taken = set(input_keys)
+  for name in output_names:
+    if name in taken:
+      raise ValueError('ONNX output name {!r} of {}[{}] is also the name of '
+                       'an input or output.'.format(name, where,
+                                                    signature_key))
+    taken.add(name)
+  return output_names
+
+
+def _from_function_with_tags(
+    action: Callable[..., Any], input_signature: List[tf.TensorSpec],
+    opset: int, weights: Sequence[tf.Variable],
+    tags: List[Optional[np.ndarray]], values: List[np.ndarray]) -> Any:
+  """tf2onnx's model of `action`, converted while the weights hold tags.
+
+  Each weight holds its tag (a value found nowhere else, `_tag_values`)
+  during the conversion, so its initializer can be found afterwards; the
+  weights get their values back whatever happens.
+
+  Returns:
+    The ONNX `ModelProto`.
+  """
+  import tf2onnx  # pylint: disable=g-import-not-at-top
+  try:
+    for weight, tag in zip(weights, tags):
+      if tag is not None:
+        weight.assign(tag)
+    model, _ = tf2onnx.convert.from_function(
+        tf.function(action, autograph=False),
+        input_signature=input_signature,
+        opset=opset,
+        custom_op_handlers={'BroadcastArgs': (_broadcast_args_to_onnx, [])},
+    )
+  finally:
+    for weight, value in zip(weights, values):
+      weight.assign(value)
+  return model
+
+
+def _checked_weight_names(model: Any, signature: Any,
+                          weights: Sequence[tf.Variable],
+                          tags: List[Optional[np.ndarray]],
+                          values: List[np.ndarray], what: Text) -> List[int]:
+  """Names the model's weight initializers; every weight read must be one.
+
+  Returns:
+    The indices of the weights found as initializers (`_name_weights`).
+
+  Raises:
+    ValueError: A weight the signature reads was folded into another
+      constant (so it could not be replaced).
+  """
+  found = _name_weights(model, tags, values)
+  handles = {id(h) for h in signature.captured_inputs}
+  folded = [w.name for i, w in enumerate(weights)
+            if tags[i] is not None and i not in found and
+            id(w.handle) in handles]
+  if folded:
+    raise ValueError(
+        'The ONNX model of {} reads weights {} that are not initializers '
+        'of its main graph (folded into other constants or inside a loop '
+        'body), so they could not be replaced.'.format(what, folded))
+  return found
+
+
 def convert_action_to_onnx(
     export_dir_or_loaded: Union[Text, Any],
     signature_key: Text = 'action',
@@ -368,15 +463,7 @@ def convert_action_to_onnx(
   import onnx  # pylint: disable=g-import-not-at-top
   import tf2onnx  # pylint: disable=g-import-not-at-top
 
-  if isinstance(export_dir_or_loaded, (str, bytes)):
-    # Imported here: export_verify checks the converted models an export
-    # carries (export_equivalence), which are made with this module.
-    from tf_agents.policies import export_verify  # pylint: disable=g-import-not-at-top
-    where = export_dir_or_loaded
-    loaded, _ = export_verify.load_current(export_dir_or_loaded)
-  else:
-    where = 'the loaded export'
-    loaded = export_dir_or_loaded
+  loaded, where = _loaded_for_onnx(export_dir_or_loaded)
   signatures = loaded.signatures
   if signature_key not in signatures:
     raise ValueError('{} has no {!r} signature (it has {}).'.format(
@@ -385,15 +472,8 @@ def convert_action_to_onnx(
   input_specs = signature.structured_input_signature[1]
   input_keys = sorted(input_specs)
   output_keys = list(signature.structured_outputs)
-  output_names = [NEXT_PREFIX + k if k in input_specs else k
-                  for k in output_keys]
-  taken = set(input_keys)
-  for name in output_names:
-    if name in taken:
-      raise ValueError('ONNX output name {!r} of {}[{}] is also the name of '
-                       'an input or output.'.format(name, where,
-                                                    signature_key))
-    taken.add(name)
+  output_names = _onnx_output_names(input_keys, output_keys, where,
+                                    signature_key)
   opset = opset or _DEFAULT_ONNX_OPSET
 
   def action(*args):
@@ -403,39 +483,17 @@ def convert_action_to_onnx(
   weights = list(getattr(loaded, 'model_variables', None) or ())
   values = [w.numpy() for w in weights]
   tags = _tag_values(weights)
-  try:
-    for weight, tag in zip(weights, tags):
-      if tag is not None:
-        weight.assign(tag)
-    model, _ = tf2onnx.convert.from_function(
-        tf.function(action, autograph=False),
-        input_signature=[
-            tf.TensorSpec(input_specs[k].shape, input_specs[k].dtype, k)
-            for k in input_keys
-        ],
-        opset=opset,
-        custom_op_handlers={'BroadcastArgs': (_broadcast_args_to_onnx, [])},
-    )
-  finally:
-    for weight, value in zip(weights, values):
-      weight.assign(value)
+  model = _from_function_with_tags(
+      action, [tf.TensorSpec(input_specs[k].shape, input_specs[k].dtype, k)
+               for k in input_keys], opset, weights, tags, values)
   try:
     # Also rejects ops tf2onnx left unconverted (it continues on errors).
     onnx.checker.check_model(model)
   except onnx.checker.ValidationError as e:
     raise ValueError('tf2onnx could not convert {}[{}]: {}'.format(
         where, signature_key, ' '.join(str(e).split())[:500])) from e
-  found = _name_weights(model, tags, values)
-  handles = {id(h) for h in signature.captured_inputs}
-  folded = [w.name for i, w in enumerate(weights)
-            if tags[i] is not None and i not in found and
-            id(w.handle) in handles]
-  if folded:
-    raise ValueError(
-        'The ONNX model of {}[{}] reads weights {} that are not initializers '
-        'of its main graph (folded into other constants or inside a loop '
-        'body), so they could not be replaced.'.format(
-            where, signature_key, folded))
+  found = _checked_weight_names(model, signature, weights, tags, values,
+                                '{}[{}]'.format(where, signature_key))
   state_outputs = tuple((n, k) for k, n in zip(output_keys, output_names)
                         if n != k)
   for key, value in ((SIGNATURE_METADATA, signature_key),

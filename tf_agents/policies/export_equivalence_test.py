@@ -55,12 +55,28 @@ class ExportEquivalenceTest(tf.test.TestCase, parameterized.TestCase):
       self.assertLessEqual(entry.max_abs_deviation,
                            export_equivalence.STATE_TOLERANCE)
 
-  def testStochasticPolicyIsNeverEquivalent(self):
+  def testStochasticPolicyHasSameDistribution(self):
+    # Converted with its noise as inputs (export_noise; more in its test).
     _, _, export_dir = self._save(test_utils.STATELESS_STOCHASTIC, ('tflite',))
     record = export_equivalence.read(_version_dir(export_dir))
     entry = record.formats['tflite']
+    self.assertEqual(entry.notion, export_equivalence.SAME_DISTRIBUTION)
+    self.assertTrue(record.equivalent('tflite'), entry.detail)
+    self.assertEqual([n.name for n in entry.noise()], ['noise_action'])
+    # Verification checks it again and agrees.
+    report = export_verify.verify(export_dir, fresh_process=False)
+    self.assertTrue(report.ok, report)
+
+  def testStochasticPolicyWithoutNoiseModelIsNotChecked(self):
+    _, saver, export_dir = self._save(test_utils.STATELESS_STOCHASTIC,
+                                      ('tflite',))
+    loaded = tf.saved_model.load(_version_dir(export_dir))
+    # The action with its random ops (select TF ops): no sample-wise check.
+    model, _ = export_equivalence.convert(loaded, 'tflite')
+    entry = export_equivalence.check(loaded, model, 'tflite')
     self.assertEqual(entry.notion, export_equivalence.NOT_CHECKED)
-    self.assertFalse(record.equivalent('tflite'))
+    self.assertFalse(entry.equivalent)
+    del saver
 
   def testCheckFindsAModelWithOtherWeights(self):
     policy, saver, export_dir = self._save(

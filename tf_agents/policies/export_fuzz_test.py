@@ -21,7 +21,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
 
 from absl import logging
@@ -39,112 +38,8 @@ _HANG_SECONDS = 60.0
 _VARIANTS = ('manifest', 'upstream')
 _LOADERS = ('load_checked', 'runtime')
 
-_CHILD = textwrap.dedent("""
-    import json, os, random, shutil, sys
-    os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
-    import numpy as np
-    import tensorflow as tf
-    from tf_agents.policies import export_errors
-    from tf_agents.policies import export_verify
-    from tf_agents.policies import policy_loader
-    from tf_agents.policies import saved_policy
-
-    workdir, results, seed, start, stop = sys.argv[1:6]
-    start, stop = int(start), int(stop)
-    sources = {v: os.path.join(workdir, 'source_' + v)
-               for v in ('manifest', 'upstream')}
-    feed = json.loads(open(os.path.join(workdir, 'feed.json')).read())
-    expected = json.loads(open(os.path.join(workdir, 'expected.json')).read())
-
-    def files(root):
-      out = []
-      for d, _, names in os.walk(root):
-        out += [os.path.relpath(os.path.join(d, n), root) for n in names]
-      return sorted(out)
-
-    def mutate(root, rng):
-      names = files(root)
-      kind = rng.choice(['truncate', 'flip', 'delete', 'swap'])
-      name = rng.choice(names)
-      path = os.path.join(root, name)
-      if kind == 'truncate':
-        size = os.path.getsize(path)
-        with open(path, 'r+b') as f:
-          f.truncate(rng.randrange(size) if size else 0)
-      elif kind == 'flip':
-        size = os.path.getsize(path)
-        if size:
-          with open(path, 'r+b') as f:
-            offset = rng.randrange(size)
-            f.seek(offset)
-            byte = f.read(1)[0]
-            f.seek(offset)
-            f.write(bytes([byte ^ (1 << rng.randrange(8))]))
-      elif kind == 'delete':
-        os.remove(path)
-      else:
-        other = os.path.join(root, rng.choice([n for n in names if n != name]))
-        tmp = path + '.swap'
-        os.rename(path, tmp)
-        os.rename(other, path)
-        os.rename(tmp, other)
-      return '%s %s' % (kind, name)
-
-    def load_checked(target):
-      loaded = export_verify.load_checked(target)
-      fn = loaded.signatures['action']
-      inputs = fn.structured_input_signature[1]
-      out = fn(**{k: tf.constant(v, dtype=inputs[k].dtype)
-                  for k, v in feed.items()})
-      got = {k: v.numpy().tolist() for k, v in out.items()}
-      return (got == expected['action'] and
-              int(loaded.get_train_step().numpy()) == expected['train_step'])
-
-    def runtime(target, use_loader):
-      if use_loader:
-        policy = policy_loader.load(target)
-      else:
-        policy = saved_policy.SavedPolicy(target, backend='saved_model')
-      got = probe(policy)
-      return (len(got) == len(expected['runtime']) and
-              all(np.array_equal(np.asarray(a), np.asarray(b))
-                  for a, b in zip(got, expected['runtime'])) and
-              int(policy.get_train_step()) == expected['train_step'])
-
-    def probe(policy):
-      time_step = tf.nest.map_structure(
-          lambda s: np.ones((2,) + tuple(s.shape), s.dtype),
-          policy.time_step_spec)
-      step = policy.action(time_step, policy.get_initial_state(2))
-      return [np.asarray(x).tolist()
-              for x in tf.nest.flatten((step.action, step.state))]
-
-    def outcome(fn, *args):
-      try:
-        return {'outcome': 'load', 'correct': bool(fn(*args))}
-      except export_errors.ExportError as e:
-        return {'outcome': 'error', 'type': type(e).__name__,
-                'message': str(e)}
-      except Exception as e:
-        return {'outcome': 'foreign_error', 'type': type(e).__name__,
-                'message': str(e)[:500]}
-
-    for i in range(start, stop):
-      rng = random.Random('%s-%d' % (seed, i))
-      # Upstream-style exports cost more (most mutations reach the full
-      # load), so they get a third of the mutations.
-      variant = ('manifest', 'upstream', 'manifest')[i % 3]
-      target = os.path.join(workdir, 'm%d' % i)
-      shutil.copytree(sources[variant], target)
-      record = {'i': i, 'variant': variant, 'mutation': mutate(target, rng)}
-      record['load_checked'] = outcome(load_checked, target)
-      record['runtime_loader'] = (
-          'policy_loader.load' if i % 4 < 2 else 'SavedPolicy')
-      record['runtime'] = outcome(runtime, target, i % 4 < 2)
-      shutil.rmtree(target, ignore_errors=True)
-      with open(results, 'a') as f:
-        f.write(json.dumps(record) + '\\n')
-    """)
+# The child process: loads mutated copies, one JSON record per mutation.
+_CHILD = utils.testdata_path('export_fuzz_child.py')
 
 
 def _read_records(results):
@@ -230,9 +125,6 @@ class ExportFuzzTest(tf.test.TestCase, parameterized.TestCase):
       json.dump(feed, f)
     with open(os.path.join(workdir, 'expected.json'), 'w') as f:
       json.dump(expected, f)
-    script = os.path.join(workdir, 'fuzz_child.py')
-    with open(script, 'w') as f:
-      f.write(_CHILD)
     results = os.path.join(workdir, 'results.jsonl')
     env = dict(os.environ)
     env['PYTHONPATH'] = os.pathsep.join(p for p in sys.path if p)
@@ -242,7 +134,8 @@ class ExportFuzzTest(tf.test.TestCase, parameterized.TestCase):
     start = 0
     records = []
     while start < _MUTATIONS_PER_TEST:
-      code, error = self._run_child(script, workdir, results, seed, start, env)
+      code, error = self._run_child(_CHILD, workdir, results, seed, start,
+                                    env)
       records = _read_records(results)
       done = records[-1]['i'] + 1 if records else 0
       if code != 0:

@@ -14,11 +14,12 @@ New module (upstream has no counterpart). `verify(export_dir)`:
    run Python (`ReadFile`, `WriteFile`, `MatchingFiles`, `PyFunc`,
    `EagerPyFunc`, ...); the checkpoint save/restore functions TensorFlow adds
    to every SavedModel are not counted;
-3. loads the export in a fresh Python process (which imports only
-   TensorFlow, NumPy and, if installed, TensorFlow Probability), checks the
-   four policy signatures and that `get_policy_specs()` matches
-   `policy_specs.pbtxt`, and replays the reference inputs recorded at save
-   time (`reference_io.npz`, written without pickle) comparing the outputs.
+3. loads the export in a fresh Python process (`export_verify_child.py`,
+   which imports only TensorFlow, NumPy and, if installed, TensorFlow
+   Probability), checks the four policy signatures and that
+   `get_policy_specs()` matches `policy_specs.pbtxt`, and replays the
+   reference inputs recorded at save time (`reference_io.npz`, written
+   without pickle) comparing the outputs.
 
 Problems are collected in a `VerifyReport` rather than raised, except for a
 missing path or a directory that is not an export. Files added beside the
@@ -35,22 +36,21 @@ import os
 import subprocess
 import sys
 import tempfile
-import textwrap
 from typing import Any, Dict, List, Optional, Text, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from tensorflow.core.protobuf import saved_model_pb2
+from tf_agents.policies import export_contract
 from tf_agents.policies import export_equivalence
 from tf_agents.policies import export_errors
 from tf_agents.policies import export_publish
 from tf_agents.specs import tensor_spec
 
-REFERENCE_IO = 'reference_io.npz'
-REQUIRED_SIGNATURES = (
-    'action', 'get_initial_state', 'get_train_step', 'get_metadata'
-)
+# Kept here too: the saver, the CLI and tests have read them from here.
+REFERENCE_IO = export_contract.REFERENCE_IO
+REQUIRED_SIGNATURES = export_contract.REQUIRED_SIGNATURES
 
 # Ops that read or write files or call back into Python.
 RISKY_OPS = frozenset([
@@ -119,7 +119,7 @@ def check_is_export(export_dir: Text) -> None:
         '{}: no such file or directory.'.format(export_dir)
     )
   if not tf.io.gfile.isdir(export_dir) or not tf.io.gfile.exists(
-      os.path.join(export_dir, 'saved_model.pb')
+      os.path.join(export_dir, export_contract.SAVED_MODEL_FILENAME)
   ):
     raise export_errors.NotAnExportError(
         '{}: not a policy export (no saved_model.pb).'.format(export_dir)
@@ -168,21 +168,41 @@ def load_current(
       export_dir, lambda version: (_load_dir(version.path), version))
 
 
-def _load_dir(export_dir: Text) -> Any:
-  """Checks and loads the export whose files are all in `export_dir`."""
-  check_is_export(export_dir)
-  export_publish.check_manifest(export_dir)
-  find_risky_ops(export_dir)  # Parses saved_model.pb.
-  specs = os.path.join(export_dir, 'policy_specs.pbtxt')
-  if tf.io.gfile.exists(specs):
-    try:
-      tensor_spec.from_pbtxt_file(specs)
-    except Exception as e:  # pylint: disable=broad-except
-      raise export_errors.CorruptExportError(
-          '{}: cannot parse policy_specs.pbtxt ({}).'.format(
-              export_dir, export_errors.one_line(e)
-          )
-      ) from e
+def check_current(
+    export_dir: Text,
+) -> Tuple[saved_model_pb2.SavedModel, export_publish.Version]:
+  """Checks the current version of an export as `load_current`, no load.
+
+  For readers that run the export without `tf.saved_model.load` (e.g. a
+  TF1 session): the same checks, and the parsed `saved_model.pb`.
+
+  Args:
+    export_dir: The export directory.
+
+  Returns:
+    `(saved_model.pb parsed, export_publish.Version)`.
+
+  Raises:
+    As `load_current`, except that a failing load is not tried.
+  """
+  return export_publish.read_consistent(
+      export_dir, lambda version: (_check_dir(version.path), version))
+
+
+def load_version(export_dir: Text) -> Any:
+  """`tf.saved_model.load` of one checked version, with this package's errors.
+
+  Args:
+    export_dir: A directory holding every file of one version (e.g.
+      `export_publish.Version.path` after `check_current`).
+
+  Returns:
+    The loaded object.
+
+  Raises:
+    CorruptExportError: The load fails; the message names the file when
+      known.
+  """
   try:
     return tf.saved_model.load(export_dir)
   except Exception as e:  # pylint: disable=broad-except
@@ -193,6 +213,30 @@ def _load_dir(export_dir: Text) -> Any:
     raise export_errors.CorruptExportError(
         '{}: {}.'.format(export_dir, problem)
     ) from e
+
+
+def _check_dir(export_dir: Text) -> saved_model_pb2.SavedModel:
+  """Checks the export whose files are all in `export_dir`; its graph."""
+  check_is_export(export_dir)
+  export_publish.check_manifest(export_dir)
+  proto = _read_saved_model(export_dir)
+  specs = os.path.join(export_dir, export_contract.POLICY_SPECS_PBTXT)
+  if tf.io.gfile.exists(specs):
+    try:
+      tensor_spec.from_pbtxt_file(specs)
+    except Exception as e:  # pylint: disable=broad-except
+      raise export_errors.CorruptExportError(
+          '{}: cannot parse policy_specs.pbtxt ({}).'.format(
+              export_dir, export_errors.one_line(e)
+          )
+      ) from e
+  return proto
+
+
+def _load_dir(export_dir: Text) -> Any:
+  """Checks and loads the export whose files are all in `export_dir`."""
+  _check_dir(export_dir)
+  return load_version(export_dir)
 
 
 def variables_problem(directory: Text) -> Optional[Text]:
@@ -241,6 +285,26 @@ def variables_problem(directory: Text) -> Optional[Text]:
   return None
 
 
+def _read_saved_model(export_dir: Text) -> saved_model_pb2.SavedModel:
+  """Parses `export_dir/saved_model.pb`.
+
+  Raises:
+    CorruptExportError: It cannot be parsed.
+  """
+  path = os.path.join(export_dir, export_contract.SAVED_MODEL_FILENAME)
+  proto = saved_model_pb2.SavedModel()
+  try:
+    with tf.io.gfile.GFile(path, 'rb') as f:
+      proto.ParseFromString(f.read())
+  except Exception as e:  # pylint: disable=broad-except
+    raise export_errors.CorruptExportError(
+        '{}: cannot parse saved_model.pb ({}).'.format(
+            export_dir, type(e).__name__
+        )
+    ) from e
+  return proto
+
+
 def find_risky_ops(export_dir: Text) -> List[Tuple[Text, Text]]:
   """Lists ops in `export_dir`'s graph that touch files or run Python.
 
@@ -254,17 +318,7 @@ def find_risky_ops(export_dir: Text) -> List[Tuple[Text, Text]]:
   Raises:
     CorruptExportError: `saved_model.pb` cannot be parsed.
   """
-  path = os.path.join(export_dir, 'saved_model.pb')
-  proto = saved_model_pb2.SavedModel()
-  try:
-    with tf.io.gfile.GFile(path, 'rb') as f:
-      proto.ParseFromString(f.read())
-  except Exception as e:  # pylint: disable=broad-except
-    raise export_errors.CorruptExportError(
-        '{}: cannot parse saved_model.pb ({}).'.format(
-            export_dir, type(e).__name__
-        )
-    ) from e
+  proto = _read_saved_model(export_dir)
   found = set()
   for meta_graph in proto.meta_graphs:
     saver_nodes = set()
@@ -342,66 +396,9 @@ def reference_io_bytes(
   return buffer.getvalue()
 
 
-_FRESH_SCRIPT = textwrap.dedent("""
-    import io, json, os, sys
-    import numpy as np
-    import tensorflow as tf
-    try:
-      import tensorflow_probability  # Registers distribution TypeSpecs.
-    except ImportError:
-      pass
-    export_dir, reference, specs_name, required = (
-        sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].split(','))
-    result = {'problems': [], 'replayed': [], 'train_step': None}
-    problems = result['problems']
-    loaded = tf.saved_model.load(export_dir)
-    missing = [s for s in required if s not in loaded.signatures]
-    if missing:
-      problems.append('missing signatures: ' + ', '.join(missing))
-    if hasattr(loaded, 'get_train_step'):
-      result['train_step'] = int(loaded.get_train_step().numpy())
-    specs_path = os.path.join(export_dir, specs_name)
-    if not tf.io.gfile.exists(specs_path):
-      problems.append(specs_name + ' is missing')
-    elif hasattr(loaded, 'get_policy_specs'):
-      with tf.io.gfile.GFile(specs_path, 'rb') as f:
-        if f.read() != loaded.get_policy_specs().numpy():
-          problems.append(specs_name + ' does not match get_policy_specs()')
-    reference_path = os.path.join(export_dir, reference)
-    if tf.io.gfile.exists(reference_path) and 'action' in loaded.signatures:
-      with tf.io.gfile.GFile(reference_path, 'rb') as f:
-        data = np.load(io.BytesIO(f.read()), allow_pickle=False)
-      action = loaded.signatures['action']
-      _, inputs = action.structured_input_signature
-      if 'inputs' in data.files:  # Zeros, not stored.
-        fill = int(data['unknown_dim'])
-        feed = {k: tf.zeros([fill if d is None else d
-                             for d in inputs[k].shape.as_list()],
-                            inputs[k].dtype)
-                for k in data['inputs'].tolist() if k in inputs}
-        recorded = data['inputs'].tolist()
-      else:  # Written by an earlier version: the inputs themselves.
-        feed = {k[3:]: tf.constant(data[k]) for k in data.files
-                if k.startswith('in/')}
-        recorded = list(feed)
-      if sorted(recorded) != sorted(inputs):
-        problems.append('reference inputs do not match the action signature')
-      else:
-        outputs = action(**feed)
-        for k in data.files:
-          if not k.startswith('out/'):
-            continue
-          name = k[4:]
-          if name not in outputs:
-            problems.append('action output %s is missing' % name)
-          elif not np.allclose(outputs[name].numpy(), data[k],
-                               rtol=1e-5, atol=1e-6):
-            problems.append('action output %s differs from the reference '
-                            'recorded at save time' % name)
-        result['replayed'].append('action')
-    assert 'tf_agents' not in sys.modules
-    print(json.dumps(result))
-    """)
+# The program `_run_fresh` runs, next to this file (and in the wheel).
+FRESH_PROCESS_PROGRAM = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), 'export_verify_child.py')
 
 
 def _run_fresh(export_dir: Text, timeout: float) -> Dict[Text, Any]:
@@ -410,14 +407,13 @@ def _run_fresh(export_dir: Text, timeout: float) -> Dict[Text, Any]:
       if k not in ('PYTHONPATH', 'PYTHONSTARTUP', 'PYTHONHOME')
   }
   env['TF_CPP_MIN_LOG_LEVEL'] = '2'
+  # An empty working directory: nothing beside it is importable.
   with tempfile.TemporaryDirectory() as workdir:
-    script = os.path.join(workdir, 'verify_child.py')
-    with open(script, 'w') as f:
-      f.write(_FRESH_SCRIPT)
     try:
       proc = subprocess.run(
-          [sys.executable, script, export_dir, REFERENCE_IO,
-           'policy_specs.pbtxt', ','.join(REQUIRED_SIGNATURES)],
+          [sys.executable, FRESH_PROCESS_PROGRAM, export_dir, REFERENCE_IO,
+           export_contract.POLICY_SPECS_PBTXT,
+           ','.join(REQUIRED_SIGNATURES)],
           cwd=workdir, env=env, capture_output=True, text=True,
           timeout=timeout, check=False,
       )
@@ -477,8 +473,9 @@ def _check_converted(path: Text, report: VerifyReport) -> None:
       result['check'] = 'other weights'
     else:
       with tf.io.gfile.GFile(os.path.join(path, entry.file), 'rb') as f:
-        again = export_equivalence.check(loaded, f.read(), name,
-                                         record.signature)
+        again = export_equivalence.check(
+            loaded, f.read(), name, record.signature,
+            entry.noise() if entry.noise_inputs is not None else None)
       agrees = again.equivalent == entry.equivalent
       result['check'] = 'agrees' if agrees else 'disagrees'
       if not agrees:

@@ -27,8 +27,10 @@ store once
 (`ray.put`, one object per version). Every actor is offered that object;
 Ray hands it to the actors of one machine from shared memory (numpy arrays
 without a copy) and moves it once to each other machine. An actor takes the
-newest version offered between two driver runs (never in the middle of a
-step), on the backend it serves (`SavedPolicy.update_from_values`: the
+newest version offered between two steps (never in the middle of one: the
+driver's observer, which runs after each environment step and before the
+next action, is where it switches; every step is counted under the version
+that chose its action), on the backend it serves (`SavedPolicy.update_from_values`: the
 TFLite model takes the weights through its `set_weights` signature, no
 conversion, no storage read), and checks it: the actions on a few fixed
 probe time steps must equal the publisher's for that version (deterministic
@@ -79,7 +81,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_agents.drivers import py_driver
-from tf_agents.policies import export_equivalence
+from tf_agents.policies import export_contract
 from tf_agents.policies import export_errors
 from tf_agents.policies import export_publish
 from tf_agents.policies import saved_policy
@@ -89,6 +91,9 @@ from tf_agents.trajectories import time_step as ts
 # 34-million-parameter policy (136 MB each).
 DEFAULT_OBJECT_STORE_BYTES = 1 << 30
 _PROBE_SEED = 20260
+# Versions whose probe actions an actor keeps while it waits for the other
+# half of the torn check.
+_KEPT_PROBES = 16
 # A version id's publish sequence number (`export_publish`'s names).
 _VERSION_SEQ = re.compile(r'^v-(\d+)-')
 
@@ -105,7 +110,8 @@ class VersionInfo:
   # When the publisher put it into the object store.
   put_at: float
   # The actions of the probe time steps under this version (None for
-  # stochastic policies).
+  # stochastic policies). None in the offer itself: the publisher computes
+  # them after offering and sends them with `Follower.expect`.
   probe_actions: Optional[List[np.ndarray]]
 
 
@@ -125,8 +131,8 @@ class ActorStatus:
   storage_reachable: bool
   # Each error once, in order: refused versions, storage faults.
   errors: List[Text]
-  # Versions applied after a probe mismatch, and driver runs during which
-  # the served version changed.
+  # Versions applied after a probe mismatch, and steps during which the
+  # served version changed (actors switch only between steps).
   torn: int
   mixed: int
   # (version id, seq, when applied (time.time()), where from: 'object_store'
@@ -301,18 +307,17 @@ def _read_weights(version: export_publish.Version) -> Any:
     tf.errors.OpError: A tensor fails its CRC32C or cannot be read.
   """
   saved_policy.check_checkpoint(version.path)
-  reader = tf.compat.v1.train.NewCheckpointReader(os.path.join(
-      version.path, tf.saved_model.VARIABLES_DIRECTORY,
-      tf.saved_model.VARIABLES_FILENAME))
+  reader = tf.compat.v1.train.NewCheckpointReader(
+      export_contract.variables_prefix(version.path))
   # Every tensor, so that each one's CRC32C is checked (the object graph's
   # too), as a restore would.
   tensors = {key: reader.get_tensor(key)
              for key in reader.get_variable_to_shape_map()}
   values = []
-  while export_equivalence.MODEL_VARIABLE_KEY.format(len(values)) in tensors:
+  while export_contract.MODEL_VARIABLE_KEY.format(len(values)) in tensors:
     values.append(
-        tensors[export_equivalence.MODEL_VARIABLE_KEY.format(len(values))])
-  train_step = tensors.get('train_step/.ATTRIBUTES/VARIABLE_VALUE')
+        tensors[export_contract.MODEL_VARIABLE_KEY.format(len(values))])
+  train_step = tensors.get(export_contract.TRAIN_STEP_CHECKPOINT_KEY)
   return version, values, None if train_step is None else int(train_step)
 
 
@@ -370,8 +375,7 @@ class Publisher(object):
     try:
       read_version, values, train_step = export_publish.read_consistent(
           self._weights_dir, _read_weights)
-      self._policy.update_from_values(
-          values, version=read_version.version_id, train_step=train_step)
+      self._policy.check_values(values)
     except (export_errors.ExportError, ValueError, tf.errors.OpError) as e:
       message = '{}: version {} refused: {}'.format(
           self._weights_dir, vid, export_errors.one_line(e))
@@ -381,24 +385,35 @@ class Publisher(object):
         follower.refuse.remote(vid, message)
       return {'version': vid, 'state': 'refused', 'seq': version.seq,
               'error': message}
-    read = self._policy.version or vid
+    read = read_version.version_id or vid
+    if train_step is None:
+      train_step = int(self._policy.get_train_step())
+    read_seconds = time.perf_counter() - started
+    ref = ray.put(values)  # The one copy every actor reads.
     info = VersionInfo(
         version_id=read,
         seq=version.seq if read == vid else _seq_of(read, version.seq),
-        train_step=int(self._policy.get_train_step()),
+        train_step=train_step,
         saved_at=saved_at,
         put_at=time.time(),
-        probe_actions=_probe_actions(self._policy, self._probe),
+        probe_actions=None,
     )
-    read_seconds = time.perf_counter() - started
-    ref = ray.put(values)  # The one copy every actor reads.
-    self._current = (info, ref)
-    self._log.append(info)
     for follower in self.followers:
       follower.offer.remote(info, ref)
+    offered_at = time.time()
+    # The reference actions, off the actors' path: they check theirs when
+    # this arrives (`expect`).
+    self._policy.update_from_values(values, version=read,
+                                    train_step=train_step)
+    info = dataclasses.replace(
+        info, probe_actions=_probe_actions(self._policy, self._probe))
+    if info.probe_actions is not None:
+      for follower in self.followers:
+        follower.expect.remote(read, info.probe_actions)
+    self._current = (info, ref)
+    self._log.append(info)
     logging.info('Published %s: read and checked in %.3f s, offered %.3f s '
-                 'after the save.', read, read_seconds,
-                 time.time() - saved_at)
+                 'after the save.', read, read_seconds, offered_at - saved_at)
     return {'version': read, 'state': 'published', 'seq': info.seq,
             'error': None}
 
@@ -461,6 +476,10 @@ class Follower(object):
     self._storage_reachable = True
     self._torn = 0
     self._mixed = 0
+    # Probe actions waiting for their other half, by version id: the
+    # publisher's (`expect`) and this actor's (after applying).
+    self._expected = {}
+    self._probed = {}
     self._applied = []
     self._returns = []
     self._steps = 0
@@ -494,6 +513,25 @@ class Follower(object):
       newest = self._pending[0].seq if self._pending else self._seq
       if info.seq > newest:
         self._pending = (info, values)
+
+  def expect(self, version_id: Text, actions: Sequence[np.ndarray]) -> None:
+    """The publisher's probe actions under `version_id` (torn check)."""
+    with self._lock:
+      mine = self._probed.pop(version_id, None)
+      if mine is None:
+        self._expected[version_id] = actions
+        while len(self._expected) > _KEPT_PROBES:
+          self._expected.pop(next(iter(self._expected)))
+    if mine is not None:
+      self._check_torn(version_id, mine, actions)
+
+  def _check_torn(self, version_id: Text, mine: Sequence[np.ndarray],
+                  expected: Sequence[np.ndarray]) -> None:
+    if not _same_actions(mine, expected):
+      with self._lock:
+        self._torn += 1
+      self._report('version {} serves other actions than the publisher '
+                   'read (torn)'.format(version_id))
 
   def refuse(self, version_id: Text, message: Text) -> None:
     self._refuse(version_id, message)
@@ -570,23 +608,27 @@ class Follower(object):
       if time.monotonic() >= next_check:
         self._catch_up()
         next_check = time.monotonic() + self._options.storage_check_seconds
-      before = policy.version
+      self._serving = policy.version
       start = time.perf_counter()
       steps_before = self._run_steps
       time_step, policy_state = driver.run(time_step, policy_state)
       elapsed = time.perf_counter() - start
       with self._lock:
         self._active_seconds += elapsed
-        if policy.version != before:
-          self._mixed += 1
-        served = self._run_steps - steps_before
-        self._steps += served
-        key = before or ''
-        self._steps_by_version[key] = self._steps_by_version.get(key, 0) + served
+        self._steps += self._run_steps - steps_before
 
   _run_steps = 0
+  _serving = None
 
   def _observe(self, trajectory: Any) -> None:
+    """After each step: counts it, then switches to a pending version."""
+    version = self._policy.version
+    with self._lock:
+      if version != self._serving:
+        # The weights changed while the step ran, not at a switch point.
+        self._mixed += 1
+      key = version or ''
+      self._steps_by_version[key] = self._steps_by_version.get(key, 0) + 1
     self._run_steps += 1
     reward = float(np.sum(trajectory.reward))
     self._episode_return += reward
@@ -599,6 +641,9 @@ class Follower(object):
         self._episodes += 1
         self._returns.append((self._policy.version, self._episode_return))
       self._episode_return = 0.0
+    # Between this step and the next action: the switch point.
+    self._take_pending()
+    self._serving = self._policy.version
 
   def _take_pending(self) -> None:
     with self._lock:
@@ -617,14 +662,19 @@ class Follower(object):
     del values  # Frees the object store's copy once every actor has it.
     self._applied_version(info.version_id, info.seq, info.train_step,
                           applied_at, 'object_store')
-    if info.probe_actions is not None:
-      actions = _probe_actions(self._policy, self._probe)
-      if actions is not None and not _same_actions(actions,
-                                                   info.probe_actions):
-        with self._lock:
-          self._torn += 1
-        self._report('version {} serves other actions than the publisher '
-                     'read (torn)'.format(info.version_id))
+    actions = _probe_actions(self._policy, self._probe)
+    if actions is None:
+      return  # Stochastic: no sample-wise check.
+    expected = info.probe_actions
+    with self._lock:
+      if expected is None:
+        expected = self._expected.pop(info.version_id, None)
+      if expected is None:  # The publisher's `expect` comes later.
+        self._probed[info.version_id] = actions
+        while len(self._probed) > _KEPT_PROBES:
+          self._probed.pop(next(iter(self._probed)))
+        return
+    self._check_torn(info.version_id, actions, expected)
 
   def _applied_version(self, version_id, seq, train_step, applied_at, source):
     with self._lock:
@@ -876,6 +926,6 @@ def check_served(published_ids: Sequence[Text],
     if status.torn:
       problems.append('{}: {} torn versions'.format(status.name, status.torn))
     if status.mixed:
-      problems.append('{}: {} driver runs mixed two versions'.format(
+      problems.append('{}: {} steps whose weights changed while they ran'.format(
           status.name, status.mixed))
   return problems

@@ -26,6 +26,7 @@ import tensorflow as tf
 from tf_agents.environments import suite_gym
 from tf_agents.networks import q_network
 from tf_agents.policies import export_publish
+from tf_agents.policies import greedy_policy
 from tf_agents.policies import policy_fleet
 from tf_agents.policies import policy_saver
 from tf_agents.policies import q_policy
@@ -38,13 +39,17 @@ _OPTIONS = policy_fleet.ActorOptions(
 
 
 def _saver(seed: int):
-  """A greedy Q policy for CartPole with weights drawn from `seed`."""
+  """A greedy Q policy for CartPole with weights drawn from `seed`.
+
+  Greedy, so that every actor checks each version's probe actions (torn).
+  """
   env = suite_gym.load(_ENV)
   time_step_spec = tensor_spec.from_spec(env.time_step_spec())
   action_spec = tensor_spec.from_spec(env.action_spec())
   network = q_network.QNetwork(time_step_spec.observation, action_spec,
                                fc_layer_params=(16,))
-  policy = q_policy.QPolicy(time_step_spec, action_spec, q_network=network)
+  policy = greedy_policy.GreedyPolicy(
+      q_policy.QPolicy(time_step_spec, action_spec, q_network=network))
   train_step = tf.Variable(0, dtype=tf.int64)
   learner = types.SimpleNamespace(
       saver=policy_saver.PolicySaver(policy, batch_size=None,
@@ -185,6 +190,57 @@ class PolicyFleetTest(parameterized.TestCase):
     latencies = policy_fleet.propagation(published, statuses)
     self.assertTrue(all(v is not None and v >= 0 for v in latencies.values()),
                     latencies)
+
+  @parameterized.named_parameters(('expect_after_apply', False),
+                                  ('expect_before_apply', True))
+  def test_torn_version_is_found_in_either_order(self, expect_first):
+    # A follower in this process (not a Ray actor): the publisher's probe
+    # actions (`expect`) and the follower's own after applying meet in
+    # either order; weights that do not give the publisher's actions are
+    # counted torn and reported once.
+    follower = policy_fleet.Follower(
+        'local', self.export_dir, self.weights_dir,
+        functools.partial(policy_fleet.gym_environment, _ENV), _OPTIONS)
+    try:
+      publisher = policy_fleet.Publisher(self.export_dir, self.weights_dir,
+                                         _OPTIONS.probe_size)
+      probe = policy_fleet.probe_time_steps(publisher._policy,  # pylint: disable=protected-access
+                                            _OPTIONS.probe_size)
+      good_id = self._save(7)
+      good = policy_fleet._read_weights(  # pylint: disable=protected-access
+          export_publish.current_version(self.weights_dir))[1]
+      publisher._policy.update_from_values(good, version=good_id)  # pylint: disable=protected-access
+      expected = policy_fleet._probe_actions(publisher._policy, probe)  # pylint: disable=protected-access
+      self.assertIsNotNone(expected)
+      other = [-v for v in good]  # Another greedy action on every probe.
+
+      def offer(version_id, values, seq):
+        follower.offer(policy_fleet.VersionInfo(
+            version_id=version_id, seq=seq, train_step=seq, saved_at=0.0,
+            put_at=0.0, probe_actions=None), values)
+        deadline = time.monotonic() + 60
+        while follower._policy.version != version_id:  # pylint: disable=protected-access
+          self.assertLess(time.monotonic(), deadline)
+          time.sleep(0.01)
+
+      for seq, (version_id, values) in enumerate(
+          ((good_id, good), ('v-torn', other)), start=100):
+        if expect_first:
+          follower.expect(version_id, expected)
+          offer(version_id, values, seq)
+        else:
+          offer(version_id, values, seq)
+          follower.expect(version_id, expected)
+      deadline = time.monotonic() + 30
+      while follower._torn < 1:  # pylint: disable=protected-access
+        self.assertLess(time.monotonic(), deadline)
+        time.sleep(0.01)
+      time.sleep(0.2)
+      self.assertEqual(1, follower._torn)  # pylint: disable=protected-access
+      self.assertLen([e for e in follower._errors if 'torn' in e], 1)  # pylint: disable=protected-access
+      self.assertIn('v-torn', follower._errors[-1])  # pylint: disable=protected-access
+    finally:
+      follower.stop()
 
   def test_killed_actor_restarts_on_the_current_version(self):
     fleet = self._start()

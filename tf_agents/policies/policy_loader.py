@@ -43,6 +43,7 @@ from typing import Optional, Text
 
 import tensorflow as tf
 
+from tf_agents.policies import export_contract
 from tf_agents.policies import export_publish
 from tf_agents.policies import export_verify
 from tf_agents.policies import policy_saver  # pylint: disable=unused-import
@@ -55,10 +56,10 @@ from tf_agents.policies import saved_policy
 # this repository's saver writes (`export_publish`, `export_verify`).
 _NOT_COPIED = frozenset([
     tf.saved_model.VARIABLES_DIRECTORY,
-    'fingerprint.pb',
-    'export_manifest.json',
-    'export_complete',
-    'reference_io.npz',
+    export_contract.FINGERPRINT_FILENAME,
+    export_publish.MANIFEST_FILENAME,
+    export_publish.COMPLETE_MARKER,
+    export_contract.REFERENCE_IO,
     export_publish.VERSIONS_DIRNAME,
 ])
 
@@ -66,7 +67,7 @@ _NOT_COPIED = frozenset([
 def load(
     saved_model_path: Text,
     checkpoint_path: Optional[Text] = None,
-    backend: Text = saved_policy.BACKEND_SAVED_MODEL,
+    backend: Text = saved_policy.DEFAULT_BACKEND,
 ) -> saved_policy.SavedPolicy:
   """Loads an exported policy as a `PyPolicy`.
 
@@ -80,8 +81,9 @@ def load(
   Args:
     saved_model_path: Path of the full export.
     checkpoint_path: Optional path of a checkpoint of the policy variables.
-    backend: The `SavedPolicy` backend: `'saved_model'` (default, the
-      export's own TensorFlow graph), `'auto'` or `'tflite'`.
+    backend: The `SavedPolicy` backend (`saved_policy.BACKENDS`); the
+      default is `SavedPolicy`'s own (`saved_policy.DEFAULT_BACKEND`,
+      `'auto'`).
 
   Returns:
     A `saved_policy.SavedPolicy`.

@@ -5,7 +5,6 @@ import inspect
 import os
 import subprocess
 import sys
-import textwrap
 
 from absl.testing import parameterized
 import numpy as np
@@ -122,7 +121,13 @@ class PolicyLoaderTest(tf.test.TestCase, parameterized.TestCase):
     time_step = _time_steps()
     loaded = policy_loader.load(path)
     self.assertIsInstance(loaded, saved_policy.SavedPolicy)
-    self.assertEqual(loaded.backend, 'saved_model')
+    # The one default of `SavedPolicy` and `load` ('auto').
+    self.assertEqual(saved_policy.DEFAULT_BACKEND, 'auto')
+    self.assertEqual(
+        inspect.signature(policy_loader.load).parameters['backend'].default,
+        inspect.signature(saved_policy.SavedPolicy).parameters[
+            'backend'].default)
+    self.assertEqual(saved_policy.SavedPolicy(path).backend, loaded.backend)
     self.assertEqual(loaded.get_train_step(), 1)
     self.assertAllEqual(loaded.action(time_step).action,
                         _actions(policy, time_step))
@@ -279,26 +284,10 @@ class PolicyLoaderTest(tf.test.TestCase, parameterized.TestCase):
     saver.save_checkpoint(checkpoint)
     output = os.path.join(self.get_temp_dir(), 'materialized')
     policy_loader.materialize_saved_model(path, checkpoint, output)
-    script = textwrap.dedent("""
-        import sys
-        import numpy as np
-        import tensorflow as tf
-        loaded = tf.saved_model.load(sys.argv[1])
-        metadata = loaded.signatures['get_metadata']()
-        assert int(metadata['episodes']) == 42, metadata
-        assert int(metadata['env_steps']) == 100, metadata
-        signature = loaded.signatures['action']
-        action = signature(**{
-            k: tf.zeros([2] + s.shape[1:].as_list(), s.dtype)
-            for k, s in signature.structured_input_signature[1].items()
-        })['action']
-        assert action.shape == (2,), action
-        assert 'tf_agents' not in sys.modules
-        print('fresh process ok')
-        """)
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
     result = subprocess.run(
-        [sys.executable, '-c', script, output],
+        [sys.executable, test_utils.testdata_path(
+            'materialized_export_child.py'), output],
         cwd=self.create_tempdir().full_path,
         env=env,
         capture_output=True,

@@ -184,28 +184,22 @@ Fixes relative to upstream
     name and renames it into place.
 """
 
-import numbers
-import os
-import re
-import threading
-from typing import Any, Callable, Dict, List, Optional, Sequence, Text, Tuple
-import zlib
+from typing import Any, Callable, Dict, Optional, Sequence, Text, Tuple
 
-from absl import logging
-import numpy as np
 import tensorflow as tf
 
 from google.protobuf import text_format
+from tf_agents.policies import export_contract
 from tf_agents.policies import export_conversion
-from tf_agents.policies import export_equivalence
-from tf_agents.policies import export_errors
+from tf_agents.policies import export_noise
 from tf_agents.policies import export_publish
-from tf_agents.policies import export_verify
+from tf_agents.policies import saver_arguments
+from tf_agents.policies import saver_publishing
+from tf_agents.policies import saver_signatures
+from tf_agents.policies import saver_tracing
 from tf_agents.policies import tf_policy
 from tf_agents.specs import tensor_spec
-from tf_agents.trajectories import time_step as ts
 from tf_agents.typing import types
-from tf_agents.utils import nest_utils
 
 
 class def_function:  # pylint: disable=invalid-name
@@ -218,36 +212,16 @@ class def_function:  # pylint: disable=invalid-name
   Function = tf.types.experimental.GenericFunction  # pylint: disable=invalid-name
 
 
-POLICY_SPECS_PBTXT = 'policy_specs.pbtxt'
-# Largest SavedModel graph (saved_model.pb, fingerprint, assets, specs) kept
-# in memory for the variables-only fast path of `save`.
-_MAX_CACHED_GRAPH_BYTES = 64 << 20
-_FINGERPRINT = 'fingerprint.pb'
-# Top-level files every save / checkpoint writes, checked for files this
-# saver did not write before anything is written (`export_publish`).
-_CHECKPOINT_FILES = (
-    'variables/variables.index',
-    'variables/variables.data-00000-of-00001',
-    export_publish.MANIFEST_FILENAME,
-    export_publish.COMPLETE_MARKER,
-)
-_EXPORT_FILES = _CHECKPOINT_FILES + (
-    'saved_model.pb', _FINGERPRINT, POLICY_SPECS_PBTXT,
-    export_verify.REFERENCE_IO,
-)
+# The names the export's readers share (`export_contract`); public here too.
+POLICY_SPECS_PBTXT = export_contract.POLICY_SPECS_PBTXT
 
 InputFnType = Callable[
     [types.NestedTensor], Tuple[types.NestedTensor, types.NestedTensor]
 ]
 InputFnAndSpecType = Tuple[InputFnType, types.NestedTensorSpec]
 
-# Flat-signature names of the policy state (nest-path mode) and of the
-# outputs of `get_train_step`.
-_STATE_PREFIX = 'state'
-_TRAIN_STEP_KEY = 'train_step'
-_BATCH_SIZE_KEY = 'batch_size'
 # The flat signature that takes only the observation (and the policy state).
-ACTION_FROM_OBSERVATION = 'action_from_observation'
+ACTION_FROM_OBSERVATION = export_contract.ACTION_FROM_OBSERVATION
 
 # Attributes set by the saver on the exported module; registered functions
 # may not use these names.
@@ -266,148 +240,9 @@ _RESERVED_ATTRIBUTES = frozenset([
 ])
 
 
-def _function(fn: Optional[Callable[..., Any]] = None, **kwargs) -> Any:
-  """`tf.function` with autograph off, as upstream's `common.function`.
-
-  Policies are written to be traced without autograph (upstream exports them
-  so), and converting their code and the networks' takes most of a first
-  save's time.
-
-  Args:
-    fn: The Python function; None to return a decorator.
-    **kwargs: Passed to `tf.function`.
-
-  Returns:
-    The `tf.function`, or a decorator making one.
-  """
-  kwargs.setdefault('autograph', False)
-  if fn is None:
-    return lambda f: tf.function(f, **kwargs)
-  return tf.function(fn, **kwargs)
-
-
-def _eager_enabled_process_wide() -> bool:
-  """Whether eager execution is the process-wide default.
-
-  `tf.executing_eagerly()` is also False under `tf.Graph().as_default()` in a
-  TF2 process. A new thread starts with no graph on its (thread-local) graph
-  stack and in the process-wide default execution mode, so it tells the two
-  apart with public APIs only.
-
-  Returns:
-    False iff eager execution was disabled process-wide (TF1 graph mode).
-  """
-  result = []
-  thread = threading.Thread(
-      target=lambda: result.append(tf.executing_eagerly())
-  )
-  thread.start()
-  thread.join()
-  return bool(result and result[0])
-
-
-def rename_spec_with_nest_paths(
-    spec: types.NestedTensorSpec,
-) -> types.NestedTensorSpec:
-  """Returns `spec` with every leaf a `tf.TensorSpec` named by its nest path.
-
-  Args:
-    spec: A nest of `tf.TypeSpec`s with `shape` and `dtype`.
-
-  Returns:
-    The same nest of `tf.TensorSpec`s, each named by its path in `spec`
-    (e.g. `observation/0`), bounds dropped.
-  """
-  named = [
-      tf.TensorSpec(shape=leaf.shape, dtype=leaf.dtype, name=path)
-      for path, leaf in nest_utils.flatten_with_joined_paths(spec)
-  ]
-  return tf.nest.pack_sequence_as(spec, named)
-
-
-def add_batch_dim(
-    spec: tf.TypeSpec, outer_dims: Sequence[Optional[int]]
-) -> tf.TensorSpec:
-  """Returns a `tf.TensorSpec` like `spec` with `outer_dims` prepended.
-
-  Args:
-    spec: A `tf.TensorSpec` (or subclass).
-    outer_dims: The outer dimensions to prepend, e.g. `[None]` or `[3]`.
-
-  Returns:
-    A `tf.TensorSpec` with the same name and dtype.
-  """
-  return tf.TensorSpec(
-      shape=tf.TensorShape(outer_dims).concatenate(spec.shape),
-      dtype=spec.dtype,
-      name=spec.name,
-  )
-
-
-def _signature_key(name: Text) -> Text:
-  """The key TensorFlow gives a flat-signature input named `name`.
-
-  `tf.function` turns every spec name into a Python parameter name: each
-  non-alphanumeric character becomes `_`, and `arg_` is prepended unless the
-  result starts with a letter (e.g. `0/step_type` -> `arg_0_step_type`).
-  Output keys are used as given, so names fed back from outputs to inputs
-  must already have this form.
-
-  Args:
-    name: A spec name.
-
-  Returns:
-    The signature key for `name`.
-  """
-  swapped = ''.join(c if c.isalnum() else '_' for c in name)
-  return swapped if swapped[:1].isalpha() else 'arg_' + swapped
-
-
-def _prefixed_path_names(
-    spec: types.NestedTensorSpec, prefix: Text, separator: Text = '/'
-) -> types.NestedTensorSpec:
-  """Names leaves `prefix` (single leaf at the root) or `prefix<sep>path`."""
-  named = []
-  for path, leaf in nest_utils.flatten_with_joined_paths(spec):
-    name = '{}{}{}'.format(prefix, separator, path) if path else prefix
-    if separator != '/':
-      name = _signature_key(name)
-    named.append(tf.TensorSpec(shape=leaf.shape, dtype=leaf.dtype, name=name))
-  return tf.nest.pack_sequence_as(spec, named)
-
-
-def _spec_named(spec: types.NestedTensorSpec) -> types.NestedTensorSpec:
-  """Converts leaves to `tf.TensorSpec`s keeping their own names."""
-  return tf.nest.map_structure(
-      lambda s: tf.TensorSpec(shape=s.shape, dtype=s.dtype, name=s.name), spec
-  )
-
-
-def _name_problems(groups: Sequence[Tuple[Text, Any]]) -> List[Text]:
-  """Lists missing and colliding spec names across the nests in `groups`.
-
-  Args:
-    groups: `(label, spec_nest)` pairs whose leaves must have unique names.
-
-  Returns:
-    Human-readable problem descriptions; empty when all names are fine.
-  """
-  problems = []
-  owners = {}
-  for label, spec in groups:
-    for path, leaf in nest_utils.flatten_with_joined_paths(spec):
-      where = '{}/{}'.format(label, path) if path else label
-      if not leaf.name:
-        problems.append('{} has no name'.format(where))
-      elif leaf.name in owners:
-        problems.append(
-            'name {!r} of {} collides with {}'.format(
-                leaf.name, where, owners[leaf.name]
-            )
-        )
-      else:
-        owners[leaf.name] = where
-  return problems
+# Public helpers of upstream's module (upstream's tests call them).
+rename_spec_with_nest_paths = saver_signatures.rename_spec_with_nest_paths
+add_batch_dim = saver_signatures.add_batch_dim
 
 
 def _true_if_missing_or_collision(spec: Any, seen_names: set) -> bool:
@@ -426,305 +261,6 @@ def _true_if_missing_or_collision(spec: Any, seen_names: set) -> bool:
     return True
   seen_names.add(spec.name)
   return False
-
-
-def _check_unique_keys(label: Text, keys: Sequence[Text]) -> None:
-  """Raises ValueError if `keys` has duplicates."""
-  seen = set()
-  duplicates = sorted({k for k in keys if k in seen or seen.add(k)})
-  if duplicates:
-    raise ValueError(
-        'The {} would have duplicate keys {}; rename the specs.'.format(
-            label, duplicates
-        )
-    )
-
-
-# TensorFlow names the placeholder of every flat-signature input after its
-# spec, and accepts only graph node names for it (`_VALID_OP_NAME_REGEX` in
-# `tensorflow/python/framework/ops.py`); another name is replaced and `save`
-# then fails. Valid names are then made parameter names (`_signature_key`).
-_INPUT_NAME_START = re.compile(r'[A-Za-z0-9.]')
-_INPUT_NAME_CHAR = re.compile(r'[A-Za-z0-9_.\\/>-]')
-
-
-def _input_name_problem(name: Text) -> Optional[Text]:
-  """Why TensorFlow cannot name a flat-signature input `name`, or None."""
-  if not name:
-    return 'it is empty'
-  if not _INPUT_NAME_START.fullmatch(name[0]):
-    return (
-        'it starts with {!r} (TensorFlow needs an ASCII letter, a digit or '
-        "'.' first)".format(name[0])
-    )
-  bad = [c for c in dict.fromkeys(name) if not _INPUT_NAME_CHAR.fullmatch(c)]
-  if bad:
-    return (
-        'it contains {} (TensorFlow allows only ASCII letters, digits and '
-        "'_./\\>-')".format(', '.join(repr(c) for c in bad))
-    )
-  return None
-
-
-def _check_input_names(groups: Sequence[Tuple[Text, Any]]) -> None:
-  """Raises ValueError if TensorFlow cannot name an input as given.
-
-  Args:
-    groups: `(label, spec_nest)` pairs of a flat signature's inputs, named as
-      they are exported.
-  """
-  problems = []
-  for label, spec in groups:
-    for path, leaf in nest_utils.flatten_with_joined_paths(spec):
-      reason = _input_name_problem(leaf.name)
-      if reason:
-        where = '{}/{}'.format(label, path) if path else label
-        problems.append('{} is named {!r}: {}'.format(where, leaf.name, reason))
-  if problems:
-    raise ValueError(
-        'TensorFlow cannot use these names for inputs of the action '
-        'signature (rename the specs, or the nest keys that nest-path names '
-        'come from): {}.'.format('; '.join(problems))
-    )
-
-
-# The exported `get_initial_state` takes an int32 `batch_size`.
-_MAX_BATCH_SIZE = 2**31 - 1
-
-
-def _validated_batch_size(batch_size: Any) -> Optional[int]:
-  """Returns `batch_size` as a Python int (or None), or raises ValueError."""
-  if batch_size is None:
-    return None
-  if isinstance(batch_size, (bool, np.bool_)) or not isinstance(
-      batch_size, numbers.Integral
-  ):
-    raise ValueError(
-        'batch_size must be None or an integer > 0, got {!r} of type '
-        '{}.'.format(batch_size, type(batch_size).__name__)
-    )
-  if batch_size < 1:
-    raise ValueError(
-        'batch_size must be None or an integer > 0, got {!r}.'.format(
-            batch_size
-        )
-    )
-  if batch_size > _MAX_BATCH_SIZE:
-    raise ValueError(
-        'batch_size must be at most {} (2**31 - 1; the exported '
-        'get_initial_state takes an int32 batch_size), got {!r}.'.format(
-            _MAX_BATCH_SIZE, batch_size
-        )
-    )
-  return int(batch_size)
-
-
-def _check_compatible(spec: tf.TypeSpec, tensor: tf.Tensor) -> None:
-  """Raises ValueError if `tensor` does not match `spec` up to outer dims."""
-  tensor = tf.convert_to_tensor(tensor)
-  outer = tensor.shape.rank - spec.shape.rank if tensor.shape.rank else 0
-  inner = tf.TensorSpec(tensor.shape[outer:], tensor.dtype)
-  if not spec.is_compatible_with(inner):
-    raise ValueError(
-        'input_fn output {} is incompatible with spec {}.'.format(tensor, spec)
-    )
-
-
-def _check_exportable_distribution(value: Any) -> Any:
-  """Raises TypeError if a `distribution` output leaf cannot be returned."""
-  if not tf.is_tensor(value):
-    try:
-      tf.type_spec_from_value(value)
-    except (TypeError, ValueError) as e:
-      raise TypeError(
-          '{!r} is not a composite tensor and cannot be returned from the '
-          'exported distribution function: {}'.format(value, e)
-      ) from e
-  return value
-
-
-def _flat_signature(
-    fn: Callable[..., Any],
-    input_specs: Tuple[Any, ...],
-    output_specs: Any,
-    outer_dims: Optional[Sequence[Optional[int]]],
-) -> Any:
-  """Wraps `fn` in a `tf.function` with flat, named inputs and dict outputs.
-
-  Args:
-    fn: Called with the arguments described by `input_specs`.
-    input_specs: A tuple of spec nests, one per positional argument of `fn`;
-      leaves are named `tf.TensorSpec`s giving the signature's input keys.
-    output_specs: A nest of named specs matching `fn`'s output structure; the
-      names are the signature's output keys.
-    outer_dims: Prepended to every input spec's shape, or None.
-
-  Returns:
-    A `tf.function` with an `input_signature`, returning a dict.
-  """
-  flat_inputs = tf.nest.flatten(input_specs)
-  if outer_dims is not None:
-    flat_inputs = [add_batch_dim(s, outer_dims) for s in flat_inputs]
-  output_names = [s.name for s in tf.nest.flatten(output_specs)]
-
-  @_function(input_signature=flat_inputs)
-  def signature_fn(*flat_args):
-    args = tf.nest.pack_sequence_as(input_specs, list(flat_args))
-    outputs = fn(*args)
-    flat_outputs = tf.nest.flatten(outputs)
-    if len(flat_outputs) != len(output_names):
-      raise ValueError(
-          'Output {} does not match the output spec names {}.'.format(
-              outputs, output_names
-          )
-      )
-    return dict(zip(output_names, flat_outputs))
-
-  return signature_fn
-
-
-def _from_observation(
-    action_concrete: Any, time_step_spec: ts.TimeStep
-) -> Callable[..., Any]:
-  """Wraps the traced `action` to take `(observation, policy_state)`.
-
-  The time step around the observation is a mid-episode one: step type MID,
-  reward 0 and discount 1, shaped and typed as `time_step_spec` says, with
-  the observation's batch dimension.
-
-  Args:
-    action_concrete: The concrete function of the policy's `action`, taking
-      `(time_step, policy_state)`.
-    time_step_spec: The policy's (unbatched) time step spec.
-
-  Returns:
-    A function of `(observation, policy_state)` returning the policy step.
-  """
-
-  def call(observation, policy_state):
-    first = tf.nest.flatten(observation)[0]
-    outer = first.shape[:1]  # Static when the batch size is fixed.
-    outer_dims = tf.shape(first)[:1]
-
-    def filled(spec, value):
-      shape = tf.concat([outer_dims, spec.shape.as_list()], 0)
-      tensor = tf.fill(shape, tf.constant(value, spec.dtype))
-      return tf.ensure_shape(tensor, outer.concatenate(spec.shape))
-
-    time_step = ts.TimeStep(
-        step_type=tf.nest.map_structure(
-            lambda s: filled(s, ts.StepType.MID), time_step_spec.step_type),
-        reward=tf.nest.map_structure(
-            lambda s: filled(s, 0), time_step_spec.reward),
-        discount=tf.nest.map_structure(
-            lambda s: filled(s, 1), time_step_spec.discount),
-        observation=observation,
-    )
-    return action_concrete(time_step, policy_state)
-
-  return call
-
-
-_NO_DEFAULT = object()
-
-
-def _with_batch(spec: Any, batch_size: Optional[int]) -> Any:
-  return tf.TensorSpec([batch_size] + spec.shape.as_list()[1:], spec.dtype,
-                       spec.name)
-
-
-def _padded_call(concrete: Any, batch_size: Optional[int], *args) -> Any:
-  """Calls `concrete`, traced for `batch_size` rows, on at most that many.
-
-  Fewer rows are padded (the last row repeated) to `batch_size` and the
-  outputs cut back, so a fixed-batch export's nested `action` also takes
-  e.g. the batch of 1 that `SavedModelPyTFEagerPolicy` warms up with. The
-  choice is made when tracing, from the static batch dimension.
-
-  Args:
-    concrete: The policy function's concrete function.
-    batch_size: Its fixed batch size, or None.
-    *args: Its arguments (batched nests).
-
-  Returns:
-    Its outputs, with as many rows as the arguments.
-  """
-  leaves = tf.nest.flatten(args)
-  if batch_size is None or not leaves or leaves[0].shape[0] == batch_size:
-    return concrete(*args)
-  rows = tf.shape(leaves[0])[0]
-  check = tf.debugging.assert_less_equal(
-      rows, batch_size, message='This export takes batches of at most '
-      '{} (its fixed batch size).'.format(batch_size))
-  with tf.control_dependencies([check]):
-    missing = batch_size - rows
-
-  def pad(tensor):
-    filler = tf.repeat(tensor[-1:], missing, axis=0)
-    return tf.ensure_shape(tf.concat([tensor, filler], 0),
-                           [batch_size] + tensor.shape.as_list()[1:])
-
-  outputs = concrete(*tf.nest.map_structure(pad, args))
-  return tf.nest.map_structure(lambda t: t[:rows], outputs)
-
-
-def _traced_once(
-    fn: Callable[..., Any],
-    arg_specs: Tuple[Any, ...],
-    default_state: Any = _NO_DEFAULT,
-    fixed_batch_size: Optional[int] = None,
-) -> Tuple[Any, Any]:
-  """Traces `fn` once; returns it wrapped in a `tf.function` calling that trace.
-
-  `tf.saved_model.save` traces every `tf.function` it exports again (the
-  save options are part of the cache key), so exporting the policy's
-  function itself would trace the policy once here and again in `save`, as
-  upstream's saver does. The returned function only calls the concrete
-  function traced here, so `save` retraces that call alone, and the
-  policy's graph is traced and stored once. (It has no input signature:
-  a loaded function with one checks its arguments in Python on every call,
-  about 45 us.)
-
-  Args:
-    fn: The function to export.
-    arg_specs: The (batched) argument specs of `fn`.
-    default_state: If given, the returned function takes
-      `(time_step, policy_state=default_state)`; otherwise it takes the
-      arguments of `arg_specs` (one or two).
-    fixed_batch_size: The batch size of `arg_specs` if fixed: the returned
-      function then also takes fewer rows (see `_padded_call`).
-
-  Returns:
-    `(the tf.function, the concrete function of fn)`. A flat signature
-    should call the latter: calling the former from another function's
-    trace in `save` would trace it again.
-  """
-  concrete = _function(fn).get_concrete_function(*arg_specs)
-  if default_state is not _NO_DEFAULT:
-
-    def call(time_step, policy_state=default_state):
-      return _padded_call(concrete, fixed_batch_size, time_step, policy_state)
-
-  elif len(arg_specs) == 1:
-
-    def call(example):  # pylint: disable=function-redefined
-      return concrete(example)
-
-  else:
-
-    def call(time_step, policy_state):  # pylint: disable=function-redefined
-      return _padded_call(concrete, fixed_batch_size, time_step, policy_state)
-
-  function = _function(call)
-  specs = [arg_specs]
-  if fixed_batch_size is not None and len(arg_specs) == 2:
-    specs.append(tf.nest.map_structure(
-        lambda s: _with_batch(s, None), arg_specs))
-  for spec in specs:
-    function.get_concrete_function(*spec)
-    if default_state is not _NO_DEFAULT:
-      function.get_concrete_function(spec[0])  # The same trace.
-  return function, concrete
 
 
 class PolicySaver(object):
@@ -750,8 +286,8 @@ class PolicySaver(object):
   `.structured_outputs`:
 
   ```python
-  initial_state_fn = saved.signatures['get_initial_state']
-  action_fn = saved.signatures['action']
+  initial_state_fn = saved.signatures[export_contract.GET_INITIAL_STATE]
+  action_fn = saved.signatures[export_contract.ACTION]
   state = initial_state_fn(batch_size=tf.constant(3))
   while True:
     outputs = action_fn(**time_step_dict, **state)
@@ -799,8 +335,11 @@ class PolicySaver(object):
         `action` signature to at each full `save`, checking each model's
         equivalence once and storing models and verdict in the export
         (`export_equivalence`), so that `SavedPolicy` picks the fastest
-        equivalent backend without converting or probing at load. Empty (the
-        default) stores none: a save then costs no conversion.
+        equivalent backend without converting or probing at load. A
+        stochastic policy's `action` is converted with its random noise as
+        model inputs (`export_noise`: builtin TFLite ops only), checked for
+        the same distribution, and runtimes seed that noise with `seed`.
+        Empty (the default) stores none: a save then costs no conversion.
 
     Raises:
       NotImplementedError: If eager execution is disabled process-wide (TF1
@@ -816,447 +355,90 @@ class PolicySaver(object):
         docstring); if `train_step` is not a scalar `tf.Variable` (or
         missing outside eager execution); if a metadata name is empty.
     """
-    if not _eager_enabled_process_wide():
-      raise NotImplementedError(
-          'PolicySaver requires TF2 behaviour: eager execution is disabled '
-          'process-wide (tf.compat.v1.disable_eager_execution() or TF1 graph '
-          'mode). Building inside `with tf.Graph().as_default():` in an eager '
-          'process is supported.'
-      )
-    if not isinstance(policy, tf_policy.TFPolicy):
-      raise TypeError(
-          'policy must be a tf_agents TFPolicy, got {!r} of type {}.'.format(
-              policy, type(policy).__name__
-          )
-      )
-    batch_size = _validated_batch_size(batch_size)
-    if max_to_keep is not None and (
-        isinstance(max_to_keep, bool)
-        or not isinstance(max_to_keep, numbers.Integral) or max_to_keep < 1):
-      raise ValueError(
-          'max_to_keep must be None or an integer > 0, got {!r}.'.format(
-              max_to_keep))
-    self._max_to_keep = max_to_keep
-    unknown = sorted(set(converted_formats) - set(export_equivalence.FORMATS))
-    if isinstance(converted_formats, str) or unknown:
-      raise ValueError(
-          'converted_formats must be a sequence of {}, got {!r}.'.format(
-              export_equivalence.FORMATS, converted_formats))
-    self._converted_formats = tuple(converted_formats)
-    self._check_specs(policy, use_nest_path_signatures)
-    train_step = self._validated_train_step(train_step)
-    metadata = self._validated_metadata(metadata)
+    self._set_arguments(policy, batch_size, use_nest_path_signatures,
+                        train_step, metadata, max_to_keep, converted_formats,
+                        include_distribution)
+    traced = saver_tracing.TracedPolicy(
+        policy, self._batch_size, self._use_nest_path_signatures, seed,
+        self._train_step, self._metadata, input_fn_and_spec,
+        self._include_distribution)
+    self._policy = traced.module
+    self._signatures = traced.signatures
+    self._specs_text = traced.specs_text
+    self._action_input_spec = traced.action_input_spec
+    self._policy_step_spec = traced.policy_step_spec
+    self._policy_state_spec = traced.policy_state_spec
+    self._distribution_export_error = traced.distribution_export_error
+    self._prepare_noise_action(policy, seed, input_fn_and_spec,
+                               traced.batched_action_input)
+    self._writer = saver_publishing.ExportWriter(
+        self._policy, self._signatures, self._specs_text, self._batch_size,
+        self._converted_formats, self._noise_seed)
 
-    self._raw_policy = policy
+  # ---------------------------------------------------------------------------
+  # Construction steps.
+
+  def _set_arguments(
+      self, policy: tf_policy.TFPolicy, batch_size: Any,
+      use_nest_path_signatures: bool, train_step: Any, metadata: Any,
+      max_to_keep: Any, converted_formats: Any,
+      include_distribution: bool) -> None:
+    """Checks the constructor's arguments (in order) and keeps them.
+
+    Args:
+      policy: As for the constructor.
+      batch_size: As for the constructor.
+      use_nest_path_signatures: As for the constructor.
+      train_step: As for the constructor.
+      metadata: As for the constructor.
+      max_to_keep: As for the constructor.
+      converted_formats: As for the constructor.
+      include_distribution: As for the constructor.
+
+    Raises:
+      NotImplementedError, TypeError, ValueError: As the constructor.
+    """
+    saver_arguments.check_process_and_policy(policy)
+    batch_size = saver_arguments.validated_batch_size(batch_size)
+    self._max_to_keep = saver_arguments.validated_max_to_keep(max_to_keep)
+    self._converted_formats = saver_arguments.validated_converted_formats(
+        converted_formats)
+    saver_arguments.check_specs(policy, use_nest_path_signatures)
+    train_step = saver_arguments.validated_train_step(train_step)
+    metadata = saver_arguments.validated_metadata(metadata)
+
     self._batch_size = batch_size
     self._use_nest_path_signatures = use_nest_path_signatures
     self._train_step = train_step
     self._metadata = metadata
     self._include_distribution = include_distribution
-    self._distribution_export_error = None
-    self._graph_files = None
-    self._last_save_kind = None
-    self._traced_checkpoint_writer = None
-    outer_dims = [batch_size]
 
-    # Names used by the flat signatures.
-    if use_nest_path_signatures:
-      time_step_names = _prefixed_path_names(policy.time_step_spec, '0')
-      state_names = _prefixed_path_names(
-          policy.policy_state_spec, _STATE_PREFIX, separator='_'
-      )
-      step_names = rename_spec_with_nest_paths(policy.policy_step_spec)
-    else:
-      time_step_names = _spec_named(policy.time_step_spec)
-      state_names = tf.nest.map_structure(
-          lambda s: tf.TensorSpec(s.shape, s.dtype, _signature_key(s.name)),
-          policy.policy_state_spec,
-      )
-      step_names = _spec_named(policy.policy_step_spec)
-    # The state part of the action output uses the same names as the inputs.
-    step_names = step_names._replace(state=state_names)
+  def _prepare_noise_action(
+      self, policy: tf_policy.TFPolicy, seed: Optional[types.Seed],
+      input_fn_and_spec: Optional[InputFnAndSpecType],
+      batched_action_input: Any) -> None:
+    """Keeps what `_make_noise_action` needs for `converted_formats`.
 
-    batched_time_step = tf.nest.map_structure(
-        lambda s: add_batch_dim(s, outer_dims), time_step_names
-    )
-    batched_state = tf.nest.map_structure(
-        lambda s: add_batch_dim(s, outer_dims), state_names
-    )
-
-    if input_fn_and_spec is not None:
-      action_input_spec = (
-          self._input_fn_spec_names(
-              input_fn_and_spec[1], use_nest_path_signatures
-          ),
-      )
-    else:
-      action_input_spec = (time_step_names, state_names)
-    _check_input_names(
-        zip(
-            ('input_fn_and_spec[1]',)
-            if input_fn_and_spec is not None
-            else ('time_step_spec', 'policy_state_spec'),
-            action_input_spec,
-        )
-    )
-    _check_unique_keys(
-        'action signature inputs',
-        [_signature_key(s.name) for s in tf.nest.flatten(action_input_spec)],
-    )
-    _check_unique_keys(
-        'action signature outputs',
-        [s.name for s in tf.nest.flatten(step_names)],
-    )
-
-    action_fn = self._make_action_fn(policy, seed)
-    distribution_fn = self._make_distribution_fn(policy)
-
-    if input_fn_and_spec is not None:
-      input_fn = input_fn_and_spec[0]
-      (input_names,) = action_input_spec
-      batched_input = tf.nest.map_structure(
-          lambda s: add_batch_dim(s, outer_dims), input_names
-      )
-      expected_inputs = (policy.time_step_spec, policy.policy_state_spec)
-
-      def from_example(fn):
-        def call(example):
-          inputs = input_fn(example)
-          tf.nest.map_structure(_check_compatible, expected_inputs, inputs)
-          return fn(*inputs)
-
-        return call
-
-      arg_specs = (batched_input,)
-      polymorphic_action, action_trace = _traced_once(
-          from_example(action_fn), arg_specs
-      )
-      polymorphic_distribution = self._trace_distribution(
-          from_example(distribution_fn), arg_specs
-      )
-    else:
-      arg_specs = (batched_time_step, batched_state)
-      if tf.nest.flatten(policy.policy_state_spec):
-        default_state = _NO_DEFAULT
-      else:
-        # Stateless: callable as action(time_step) and action(time_step, ()).
-        default_state = policy.policy_state_spec
-      polymorphic_action, action_trace = _traced_once(
-          action_fn, arg_specs, default_state, fixed_batch_size=batch_size
-      )
-      polymorphic_distribution = self._trace_distribution(
-          distribution_fn, arg_specs, default_state
-      )
-
-    get_initial_state_fn, initial_state_inputs = self._make_initial_state_fn(
-        policy, batch_size
-    )
-
-    module = tf.Module()
-    # Kept as upstream does; not saved (TensorSpecs are not trackable).
-    module.collect_data_spec = policy.collect_data_spec
-    module.policy_state_spec = policy.policy_state_spec
-    module.train_step = train_step
-    module.metadata = dict(metadata)
-    module.model_variables = policy.variables()
-
-    # Zero-argument functions are traced by `save` alone (see `_traced_once`).
-    @_function(input_signature=[])
-    def get_train_step():
-      return tf.identity(module.train_step)
-
-    @_function(input_signature=[])
-    def get_metadata():
-      return {name: tf.identity(v) for name, v in module.metadata.items()}
-
-    specs_text = text_format.MessageToString(
-        tensor_spec.to_proto({
-            'collect_data_spec': policy.collect_data_spec,
-            'policy_state_spec': policy.policy_state_spec,
-        })
-    )
-
-    # Stored compressed (about an eighth of the text) and inflated when
-    # called, so carrying the specs costs the export little.
-    packed_specs = zlib.compress(specs_text.encode('utf-8'), 9)
-
-    @_function(input_signature=[])
-    def get_policy_specs():
-      return tf.io.decode_compressed(
-          tf.constant(packed_specs), compression_type='ZLIB'
-      )
-
-    module.action = polymorphic_action
-    if polymorphic_distribution is not None:
-      module.distribution = polymorphic_distribution
-    module.get_initial_state = get_initial_state_fn
-    module.get_train_step = get_train_step
-    module.get_metadata = get_metadata
-    module.get_policy_specs = get_policy_specs
-    # Tables, assets and other trackables the policy depends on.
-    try:
-      children = tf.train.TrackableView(policy).children(policy)
-      module._all_assets = dict(children)  # pylint: disable=protected-access
-    except AttributeError as e:
-      logging.warning(
-          'Could not list the trackable objects of policy %r; only its '
-          'variables are exported: %s',
-          policy,
-          e,
-      )
-
-    train_step_spec = tf.TensorSpec(
-        train_step.shape, train_step.dtype, name=_TRAIN_STEP_KEY
-    )
-    metadata_specs = {
-        name: tf.TensorSpec(v.shape, v.dtype, name=name)
-        for name, v in metadata.items()
-    }
-    self._signatures = {
-        'action': _flat_signature(
-            action_trace,
-            action_input_spec,
-            step_names,
-            outer_dims,
-        ),
-        'get_initial_state': _flat_signature(
-            get_initial_state_fn,
-            initial_state_inputs,
-            state_names,
-            None,
-        ),
-        'get_train_step': _flat_signature(
-            get_train_step, (), train_step_spec, None
-        ),
-        'get_metadata': _flat_signature(
-            get_metadata, (), metadata_specs, None
-        ),
-    }
-    if input_fn_and_spec is None and tf.nest.flatten(
-        policy.time_step_spec.observation):
-      # tensorflow/agents#570: serving clients that only have observations.
-      self._signatures[ACTION_FROM_OBSERVATION] = _flat_signature(
-          _from_observation(action_trace, policy.time_step_spec),
-          (time_step_names.observation, state_names),
-          step_names,
-          outer_dims,
-      )
-
-    self._policy = module
-    self._specs_text = specs_text
-    self._action_input_spec = action_input_spec
-    self._policy_step_spec = step_names
-    self._policy_state_spec = state_names
-
-  # ---------------------------------------------------------------------------
-  # Construction helpers.
-
-  @staticmethod
-  def _check_specs(policy: tf_policy.TFPolicy, use_nest_paths: bool) -> None:
-    """Raises ValueError for missing or colliding names in spec-name mode."""
-    if use_nest_paths:
-      return
-    problems = _name_problems([
-        ('time_step_spec', policy.time_step_spec),
-        ('policy_state_spec', policy.policy_state_spec),
-    ])
-    problems += _name_problems([
-        ('action_spec', policy.action_spec),
-        ('policy_state_spec', policy.policy_state_spec),
-        ('info_spec', policy.info_spec),
-    ])
-    if problems:
-      raise ValueError(
-          'With use_nest_path_signatures=False every spec of time_step_spec, '
-          'action_spec, policy_state_spec and info_spec needs a unique name '
-          '(among the action inputs and among its outputs): '
-          + '; '.join(sorted(set(problems)))
-          + '.'
-      )
-
-  @staticmethod
-  def _validated_train_step(train_step: Any) -> tf.Variable:
-    """Returns the train step variable, creating one if needed."""
-    if train_step is None:
-      if not tf.executing_eagerly():
-        raise ValueError(
-            'train_step is required when building in graph mode and must be a '
-            '`tf.Variable`: got None.'
-        )
-      return tf.Variable(
-          -1,
-          trainable=False,
-          dtype=tf.int64,
-          shape=(),
-          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
-          name='train_step',
-      )
-    if not isinstance(train_step, tf.Variable):
-      raise ValueError(
-          'train_step must be a tf.Variable, got {!r} of type {}.'.format(
-              train_step, type(train_step).__name__
-          )
-      )
-    dtype = train_step.dtype.base_dtype
-    if not dtype.is_integer:
-      raise TypeError(
-          'train_step must be an integer tf.Variable, got {!r} of dtype '
-          '{}.'.format(train_step.name, dtype.name)
-      )
-    if train_step.shape.rank != 0:
-      raise ValueError(
-          'train_step must be a scalar tf.Variable, got {!r} of shape '
-          '{}.'.format(train_step.name, train_step.shape)
-      )
-    return train_step
-
-  @staticmethod
-  def _validated_metadata(metadata: Any) -> Dict[Text, tf.Variable]:
-    """Checks `metadata` is a dict of non-empty str -> `tf.Variable`."""
-    if metadata is None:
-      return {}
-    if not isinstance(metadata, dict):
-      raise TypeError(
-          'metadata must be a dict of name -> tf.Variable, got {!r} of type '
-          '{}.'.format(metadata, type(metadata).__name__)
-      )
-    for key, value in metadata.items():
-      if not isinstance(key, str):
-        raise TypeError(
-            'metadata keys must be strings, got {!r} of type {}.'.format(
-                key, type(key).__name__
-            )
-        )
-      if not key:
-        raise ValueError(
-            'metadata keys must be non-empty strings, got {!r}.'.format(key)
-        )
-      if not isinstance(value, tf.Variable):
-        raise TypeError(
-            'metadata values must be tf.Variable, got {!r} of type {} for key '
-            '{!r}.'.format(value, type(value).__name__, key)
-        )
-    return dict(metadata)
-
-  @staticmethod
-  def _input_fn_spec_names(
-      input_spec: types.NestedTensorSpec, use_nest_paths: bool
-  ) -> types.NestedTensorSpec:
-    """Names of the `action` inputs when `input_fn_and_spec` is given."""
-    problems = _name_problems([('input_fn_and_spec[1]', input_spec)])
-    if not problems:
-      return _spec_named(input_spec)
-    if use_nest_paths:
-      return _prefixed_path_names(input_spec, '0')
-    raise ValueError(
-        'With use_nest_path_signatures=False every spec of input_fn_and_spec '
-        'needs a unique name: ' + '; '.join(problems) + '.'
-    )
-
-  @staticmethod
-  def _make_action_fn(policy: tf_policy.TFPolicy, seed: Optional[types.Seed]):
-    """Returns `(time_step, policy_state) -> PolicyStep`, seeded if asked."""
-
-    def action_fn(time_step, policy_state):
-      if seed is not None:
-        return policy.action(time_step, policy_state, seed=seed)
-      return policy.action(time_step, policy_state)
-
-    return action_fn
-
-  @staticmethod
-  def _make_distribution_fn(policy: tf_policy.TFPolicy):
-    """Returns `(time_step, policy_state) -> PolicyStep` of distributions."""
-
-    def distribution_fn(time_step, policy_state):
-      step = policy.distribution(time_step, policy_state)
-      return tf.nest.map_structure(_check_exportable_distribution, step)
-
-    return distribution_fn
-
-  def _trace_distribution(
-      self,
-      fn: Callable[..., Any],
-      arg_specs: Tuple[Any, ...],
-      default_state: Any = _NO_DEFAULT,
-  ) -> Any:
-    """`_traced_once` for `distribution`, applying the export error rule.
+    A stochastic `action` converts with its noise as model inputs (builtin
+    TFLite ops only), traced from the live policy at the first full save
+    that needs it (see export_noise).
 
     Args:
-      fn: Computes the distribution.
-      arg_specs: The (batched) argument specs of `fn`.
-      default_state: As for `_traced_once`.
-
-    Returns:
-      The exported function, one raising the tracing error when called, or
-      None when `include_distribution=False`.
+      policy: The policy.
+      seed: As for the constructor.
+      input_fn_and_spec: As for the constructor.
+      batched_action_input: The batched input specs of `action`.
     """
-    if not self._include_distribution:
-      return None
-    try:
-      return _traced_once(fn, arg_specs, default_state)[0]
-    except Exception as e:  # pylint: disable=broad-except
-      # The one documented rule: never fail the export because of
-      # `distribution`; the exported function raises the error instead.
-      self._distribution_export_error = e
-      message = (
-          'policy.distribution() of {!r} could not be exported; calling the '
-          'exported distribution raises this error. {}: {}'.format(
-              self._raw_policy, type(e).__name__, e
-          )
-      )
-      logging.warning('%s', message)
-
-      def raise_error(*unused_args):
-        tf.debugging.Assert(False, [tf.constant(message)])
-        return ()
-
-      failing = _function(raise_error)
-      failing.get_concrete_function(*arg_specs)
-      if default_state is not _NO_DEFAULT:
-        failing.get_concrete_function(arg_specs[0])
-      return failing
-
-  @staticmethod
-  def _make_initial_state_fn(
-      policy: tf_policy.TFPolicy, batch_size: Optional[int]
-  ):
-    """Returns the `get_initial_state` tf.function and its signature inputs."""
-    batch_size_spec = tf.TensorSpec((), tf.int32, name=_BATCH_SIZE_KEY)
-    if batch_size is None:
-
-      @_function
-      def get_initial_state(batch_size):
-        return policy.get_initial_state(batch_size=batch_size)
-
-      get_initial_state.get_concrete_function(batch_size_spec)
-      return get_initial_state, (batch_size_spec,)
-
-    fixed = batch_size
-
-    @_function
-    def get_fixed_initial_state(batch_size=None):
-      if batch_size is None:
-        return policy.get_initial_state(batch_size=fixed)
-      ok = tf.logical_or(
-          tf.equal(batch_size, fixed), tf.equal(batch_size, 0)
-      )
-      with tf.control_dependencies([
-          tf.debugging.Assert(
-              ok,
-              [
-                  'This export has a fixed batch size of {}; '
-                  'get_initial_state got batch_size:'.format(fixed),
-                  batch_size,
-              ],
-          )
-      ]):
-        state = policy.get_initial_state(batch_size=fixed)
-        return tf.nest.map_structure(tf.identity, state)
-
-    get_fixed_initial_state.get_concrete_function()
-    get_fixed_initial_state.get_concrete_function(batch_size_spec)
-    return get_fixed_initial_state, ()
+    self._noise_action_args = (
+        policy,
+        batched_action_input,
+        [export_contract.signature_key(s.name)
+         for s in tf.nest.flatten(self._action_input_spec)],
+        self._policy_step_spec,
+        input_fn_and_spec[0] if input_fn_and_spec is not None else None,
+    )
+    self._noise_action = None
+    self._noise_seed = saver_arguments.noise_seed(seed)
 
   # ---------------------------------------------------------------------------
   # Public API.
@@ -1345,7 +527,7 @@ class PolicySaver(object):
     batched = tf.nest.map_structure(
         lambda s: add_batch_dim(s, outer_dims), input_spec
     )
-    function = _function(fn)
+    function = saver_signatures.function(fn)
     function.get_concrete_function(batched)
     setattr(self._policy, name, function)
 
@@ -1379,167 +561,6 @@ class PolicySaver(object):
     if assets:
       setattr(self._policy, name + '__assets', assets)
 
-  def _graph_token(self) -> Tuple[Any, ...]:
-    """Identifies the exported object graph and its traced functions.
-
-    Equal tokens mean a new SavedModel would have the same `saved_model.pb`
-    up to variable values: same attributes (by identity) and the same
-    concrete functions of every `tf.function`.
-
-    Returns:
-      A hashable token.
-    """
-    items = []
-    attributes = sorted(
-        (k, v) for k, v in vars(self._policy).items() if not k.startswith('_')
-    )
-    for key, value in attributes + sorted(self._signatures.items()):
-      entry = [key, id(value)]
-      # Public and never traces (listing concrete functions could).
-      tracing_count = getattr(value, 'experimental_get_tracing_count', None)
-      if callable(tracing_count):
-        entry.append(tracing_count())
-      items.append(tuple(entry))
-    return tuple(items)
-
-  def _write_variables_only(self, staging: Text, options: Any) -> bool:
-    """Fast path of `save`: reuses the graph files of the last full save.
-
-    Applies when `options` is None and nothing was traced (and no function
-    registered) since this saver's last full save: the SavedModel graph
-    files kept in memory from that save are written again and the variables
-    are written with a `tf.train.Checkpoint` rooted at the exported module,
-    whose object graph is the SavedModel's, so the export loads exactly as a
-    full save would.
-
-    Args:
-      staging: The staging directory to fill.
-      options: The `save` options.
-
-    Returns:
-      True if the fast path wrote the export, False if a full save is needed.
-    """
-    cache = self._graph_files
-    if options is not None or cache is None:
-      return False
-    if cache['token'] != self._graph_token():
-      self._graph_files = None
-      return False
-    for rel, data in cache['files'].items():
-      target = os.path.join(staging, rel)
-      tf.io.gfile.makedirs(os.path.dirname(target))
-      with tf.io.gfile.GFile(target, 'wb') as f:
-        f.write(data)
-    checkpoint = tf.train.Checkpoint(root=self._policy)
-    checkpoint.write(
-        os.path.join(
-            staging,
-            tf.saved_model.VARIABLES_DIRECTORY,
-            tf.saved_model.VARIABLES_FILENAME,
-        )
-    )
-    return True
-
-  def _keep_graph_files(self, staging: Text, options: Any) -> None:
-    """Keeps the graph files of a full save in memory for the fast path."""
-    self._graph_files = None
-    if options is not None:
-      return
-    variables_dir = tf.saved_model.VARIABLES_DIRECTORY + '/'
-    files = {}
-    total = 0
-    for rel in export_publish.list_files(staging):
-      if rel.startswith(variables_dir) or rel == export_verify.REFERENCE_IO:
-        continue
-      path = os.path.join(staging, rel)
-      total += tf.io.gfile.stat(path).length
-      if total > _MAX_CACHED_GRAPH_BYTES:
-        return
-      with tf.io.gfile.GFile(path, 'rb') as f:
-        files[rel] = f.read()
-    self._graph_files = {'token': self._graph_token(), 'files': files}
-
-  def _publish(
-      self,
-      export_dir: Any,
-      make_publication: Callable[[Text], Any],
-      write: Callable[[Any], Text],
-  ) -> Any:
-    """Writes a new version with `write(publication)` and publishes it.
-
-    Args:
-      export_dir: The export directory (`str`, `bytes` or path-like).
-      make_publication: Makes the `export_publish.Publication` (or
-        `NumberedPublication`) for the normalized `export_dir`; it checks
-        the directory before anything is written.
-      write: Fills `publication.staging`; returns the kind of save.
-
-    Returns:
-      The committed publication.
-
-    Raises:
-      ExportWriteError: `export_dir` holds files this saver did not write
-        under names the export needs, or writing failed (e.g. disk full);
-        the message names `export_dir`, and the previous version stays
-        current.
-    """
-    export_dir = export_publish.normalize_dir(export_dir)
-    publication = None
-    try:
-      publication = make_publication(export_dir)
-      kind = write(publication)
-      extra = {'kind': kind}
-      if tf.executing_eagerly():
-        extra['train_step'] = int(self._train_step.numpy())
-      publication.commit(extra)
-    except export_errors.ExportError:
-      if publication is not None:
-        publication.abort()
-      raise
-    except (OSError, tf.errors.OpError) as e:
-      if publication is not None:
-        publication.abort()
-      # Name `export_dir`, not the hidden directory of the new version.
-      detail = re.sub(
-          re.escape(export_publish.versions_dir(export_dir)) + r'/[^\s;:,]*',
-          export_dir, export_errors.one_line(e))
-      if publication is not None:
-        detail = detail.replace(publication.staging, export_dir)
-      raise export_errors.ExportWriteError(
-          'Could not write the export {}: {}'.format(export_dir, detail)
-      ) from e
-    except BaseException:
-      if publication is not None:
-        publication.abort()
-      raise
-    self._last_save_kind = kind
-    return publication
-
-  def _reference_recorder(self) -> Callable[[], bytes]:
-    """Prepares the recording of reference inputs/outputs of `action`.
-
-    The concrete function is traced now, before `tf.saved_model.save`, so the
-    save exports that trace and nothing is traced after it (which would make
-    the next `save` a full one). The returned function runs it: a full save
-    calls it once the SavedModel is written, because the first call
-    instantiates the function in TensorFlow's runtime, and that state, added
-    to the serialization's buffers, made the save's peak memory higher than
-    upstream's (which never runs the function); after the save it is not.
-
-    Returns:
-      A function that returns the `.npz` bytes for `export_verify` (b'' when
-      there is nothing to record).
-    """
-    if not tf.executing_eagerly():
-      return lambda: b''
-    action = self._signatures['action']
-    specs = list(action.input_signature)
-    concrete = action.get_concrete_function()
-    keys = [_signature_key(spec.name) for spec in specs]
-    return lambda: export_verify.reference_io_bytes(
-        concrete, specs, keys, self._batch_size
-    )
-
   @property
   def last_save_kind(self) -> Optional[Text]:
     """How the last export was written.
@@ -1549,7 +570,7 @@ class PolicySaver(object):
       graph reused from the previous export), `'checkpoint'`
       (`save_checkpoint`), or None before the first save.
     """
-    return self._last_save_kind
+    return self._writer.last_save_kind
 
   def save(
       self,
@@ -1576,14 +597,17 @@ class PolicySaver(object):
         version stays current.
     """
 
-    self._publish(
+    self._writer.publish(
         export_dir,
-        lambda path: export_publish.Publication(path, _EXPORT_FILES),
+        lambda path: export_publish.Publication(
+            path, saver_publishing.EXPORT_FILES),
         lambda publication: self._write_export(publication, options))
     if tf.executing_eagerly():
-      # Traced now, so that the learner's first `save_checkpoint` after its
-      # `save` costs what every later one does.
+      # Traced now, so that the learner's first `save_checkpoint` (and
+      # re-save) after its `save` costs what every later one does.
       self._checkpoint_writer()
+      if self._writer.graph_files_kept:
+        self._export_variables_writer()
 
   def save_serving(
       self,
@@ -1613,87 +637,44 @@ class PolicySaver(object):
       ExportWriteError: `version` exists, `base_dir` is a file or an export
         itself, or writing failed.
     """
-    publication = self._publish(
+    publication = self._writer.publish(
         base_dir,
         lambda path: export_publish.NumberedPublication(path, version),
         lambda publication: self._write_export(publication, options))
-    self._retire(publication.target)
+    saver_publishing.retire(publication.target, self._max_to_keep)
     return publication.target
 
   def _write_export(self, publication: Any, options: Any) -> Text:
     """Writes a full export into `publication.staging`; returns its kind."""
-    staging = publication.staging
-    if self._write_variables_only(staging, options):
-      kind = 'variables_only'
-      reference = self._reference_recorder()()
-    else:
-      record_reference = self._reference_recorder()
-      tf.saved_model.save(
-          self._policy, staging, signatures=self._signatures, options=options
-      )
-      reference = record_reference()
-      with tf.io.gfile.GFile(
-          os.path.join(staging, POLICY_SPECS_PBTXT), 'wb'
-      ) as f:
-        f.write(self._specs_text)
-      if self._converted_formats:
-        # Kept with the graph files: a variables-only save carries them, and
-        # runtimes give them the new variables (see export_equivalence).
-        export_equivalence.write(staging, self._converted_formats)
-      self._keep_graph_files(staging, options)
-      kind = 'full'
-    if reference:
-      path = os.path.join(staging, export_verify.REFERENCE_IO)
-      with tf.io.gfile.GFile(path, 'wb') as f:
-        f.write(reference)
-    return kind
+    return self._writer.write_export(publication, options,
+                                     self._export_variables_writer,
+                                     self._make_noise_action)
 
-  def _retire(self, written: Text) -> None:
-    """Applies `max_to_keep` to the siblings of `written`."""
-    if self._max_to_keep is None:
-      return
-    try:
-      export_publish.retire_checkpoints(written, self._max_to_keep)
-    except (OSError, tf.errors.OpError) as e:
-      logging.warning('Could not remove old checkpoints beside %s: %s',
-                      written, export_errors.one_line(e))
-
-  def _checkpoint(self) -> tf.train.Checkpoint:
-    """The object graph `save_checkpoint` writes (upstream's keys)."""
-    return tf.train.Checkpoint(
-        policy=self._policy,
-        # A list: an empty tuple (a policy without variables) is not
-        # trackable; the keys are the same (`model_variables/<i>`).
-        model_variables=list(self._policy.model_variables),
-        train_step=self._train_step,
-        metadata=self._policy.metadata,
-    )
-
-  def _checkpoint_writer(self) -> Callable[[tf.Tensor], Any]:
-    """A traced `Checkpoint.write`, made on first use.
-
-    An eager `Checkpoint.write` walks the object graph and builds its save
-    ops on every call (most of the cost of a small policy's checkpoint); the
-    traced one does that once, so a re-save costs the writing alone. The
-    policy's object graph does not change after the saver is built. The
-    explicit device keeps the object graph and the variables in one data
-    shard (`variables.data-00000-of-00001`), the file an eager write makes.
+  def _make_noise_action(self) -> export_noise.NoiseAction:
+    """The policy's `action` with its noise as inputs, traced once.
 
     Returns:
-      A function of the checkpoint prefix (a string tensor) that writes it;
-      the prefix's directory must exist.
+      The `export_noise.NoiseAction` over the exported variables.
+
+    Raises:
+      export_noise.UnsupportedPolicyError: The policy's action cannot be
+        computed from fed noise.
     """
-    if self._traced_checkpoint_writer is None:
-      checkpoint = self._checkpoint()
+    if self._noise_action is None:
+      policy, input_spec, input_keys, step_spec, input_fn = (
+          self._noise_action_args)
+      self._noise_action = export_noise.noise_action(
+          policy, input_spec, input_keys, step_spec,
+          list(self._policy.model_variables), input_fn)
+    return self._noise_action
 
-      @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
-      def write(prefix):
-        with tf.device('/job:localhost/replica:0/task:0/device:CPU:0'):
-          return checkpoint.write(prefix)
+  def _checkpoint_writer(self) -> Callable[[tf.Tensor], Any]:
+    """Writes `save_checkpoint`'s object graph (upstream's keys)."""
+    return self._writer.checkpoint_writer()
 
-      write.get_concrete_function()
-      self._traced_checkpoint_writer = write
-    return self._traced_checkpoint_writer
+  def _export_variables_writer(self) -> Callable[[tf.Tensor], Any]:
+    """Writes an export's variables: the object graph of the SavedModel."""
+    return self._writer.export_variables_writer()
 
   def save_checkpoint(
       self,
@@ -1722,29 +703,14 @@ class PolicySaver(object):
     Raises:
       ExportWriteError: As `save`.
     """
-    def write(publication):
-      variables_dir = tf.saved_model.VARIABLES_DIRECTORY + '/'
-      for rel, source in publication.previous_files().items():
-        if not rel.startswith(variables_dir) and rel not in (
-            export_verify.REFERENCE_IO, _FINGERPRINT):
-          publication.carry(rel, source)
-      prefix = os.path.join(
-          publication.staging,
-          tf.saved_model.VARIABLES_DIRECTORY,
-          tf.saved_model.VARIABLES_FILENAME,
-      )
-      if options is None and tf.executing_eagerly():
-        tf.io.gfile.makedirs(os.path.dirname(prefix))
-        self._checkpoint_writer()(tf.constant(prefix))
-      else:
-        self._checkpoint().write(prefix, options=options)
-      return 'checkpoint'
-
-    self._publish(
+    self._writer.publish(
         export_dir,
-        lambda path: export_publish.Publication(path, _CHECKPOINT_FILES),
-        write)
-    self._retire(export_dir)
+        lambda path: export_publish.Publication(
+            path, saver_publishing.CHECKPOINT_FILES),
+        lambda publication: saver_publishing.write_checkpoint_version(
+            publication, options, self._checkpoint_writer,
+            self._writer.checkpoint))
+    saver_publishing.retire(export_dir, self._max_to_keep)
 
 
 def specs_from_collect_data_spec(
@@ -1762,23 +728,8 @@ def specs_from_collect_data_spec(
     `policy_state_spec` and `info_spec`, whose values are nests of
     `ArraySpec`s.
   """
-  return _split_specs(tensor_spec.to_nest_array_spec(loaded_policy_specs))
-
-
-def _split_specs(policy_specs: Dict[Text, Any]) -> Dict[Text, Any]:
-  collect_data_spec = policy_specs['collect_data_spec']
-  return {
-      'collect_data_spec': collect_data_spec,
-      'time_step_spec': ts.TimeStep(
-          step_type=collect_data_spec.step_type,
-          reward=collect_data_spec.reward,
-          discount=collect_data_spec.discount,
-          observation=collect_data_spec.observation,
-      ),
-      'action_spec': collect_data_spec.action,
-      'policy_state_spec': policy_specs['policy_state_spec'],
-      'info_spec': collect_data_spec.policy_info,
-  }
+  return export_contract.split_specs(
+      tensor_spec.to_nest_array_spec(loaded_policy_specs))
 
 
 def specs_from_saved_model(saved: Any) -> Dict[Text, Any]:
@@ -1808,7 +759,7 @@ def specs_from_saved_model(saved: Any) -> Dict[Text, Any]:
   text = get_policy_specs().numpy().decode('utf-8')
   proto = type(tensor_spec.to_proto(()))()
   text_format.Parse(text, proto)
-  return _split_specs(tensor_spec.from_proto(proto))
+  return export_contract.split_specs(tensor_spec.from_proto(proto))
 
 
 # Conversions live in `export_conversion`; these names stay importable from

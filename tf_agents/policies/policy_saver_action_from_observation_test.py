@@ -146,29 +146,8 @@ class ActionFromObservationTest(tf.test.TestCase, parameterized.TestCase):
         time_step, tf.nest.pack_sequence_as(
             policy.policy_state_spec,
             [state[k] for k in sorted(state)])).action
-    script = """
-        import numpy as np
-        import tensorflow as tf
-        path, observation, state = ARGS
-        loaded = tf.saved_model.load(path)
-        state = {k: tf.constant(v, tf.float32) for k, v in state.items()}
-        observation = tf.constant(observation, tf.float32)
-        step = loaded.signatures['action'](
-            arg_0_step_type=tf.fill([2], 1), arg_0_reward=tf.zeros([2]),
-            arg_0_discount=tf.ones([2]), arg_0_observation=observation,
-            **state)
-        served = loaded.signatures['action_from_observation'](
-            arg_0_observation=observation, **state)
-        print(json.dumps({
-            'keys': sorted(served),
-            'action': step['action'].numpy().tolist(),
-            'served': served['action'].numpy().tolist(),
-            'same_state': all(np.array_equal(step[k], served[k])
-                              for k in state),
-        }))
-        """
     result = utils.run_fresh_process(
-        self, script,
+        self, 'action_from_observation_program.py',
         [path, time_step.observation.numpy().tolist(),
          utils.numpy_nest(state)],
         block_modules=['tf_agents', 'tensorflow_probability'])

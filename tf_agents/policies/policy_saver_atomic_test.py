@@ -18,7 +18,6 @@ import random
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from unittest import mock
 
@@ -42,32 +41,7 @@ _KILLS_PER_TEST = 6
 # appends each saved step to the progress file. Every third save passes
 # SaveOptions, which forces a full SavedModel write; the others take the
 # variables-only fast path.
-_WRITER = textwrap.dedent("""
-    import os, sys
-    os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
-    import numpy as np
-    import tensorflow as tf
-    from tf_agents.policies import export_publish
-    from tf_agents.policies import policy_saver
-    from tf_agents.policies import policy_saver_atomic_test as t
-    # Versions are retired as soon as two newer ones exist (no grace), so
-    # the leftovers the test counts are few.
-    export_publish._RETIRE_AFTER_SECONDS = 0.0
-
-    export_dir, progress, start, count = sys.argv[1:5]
-    start, count = int(start), int(count)
-    policy, train_step, bases = t.make_large_policy()
-    saver = policy_saver.PolicySaver(policy, batch_size=None,
-                                     train_step=train_step)
-    with open(progress, 'a') as f:
-      f.write('ready\\n')
-    for step in range(start, start + count):
-      t.set_step(policy, train_step, bases, step)
-      options = tf.saved_model.SaveOptions() if step % 3 == 0 else None
-      saver.save(export_dir, options=options)
-      with open(progress, 'a') as f:
-        f.write('%d\\n' % step)
-    """)
+_WRITER = utils.testdata_path('policy_saver_atomic_writer.py')
 
 
 def make_large_policy():
@@ -167,14 +141,11 @@ class PolicySaverAtomicTest(tf.test.TestCase, parameterized.TestCase):
 
   def _start_writer(self, export_dir, progress, start, count):
     workdir = self.create_tempdir().full_path
-    script = os.path.join(workdir, 'writer.py')
-    with open(script, 'w') as f:
-      f.write(_WRITER)
     # stderr goes to a file: an unread pipe would block the writer.
     self._stderr_path = os.path.join(workdir, 'stderr')
     with open(self._stderr_path, 'wb') as stderr:
       return subprocess.Popen(
-          [sys.executable, script, export_dir, progress, str(start),
+          [sys.executable, _WRITER, export_dir, progress, str(start),
            str(count)],
           cwd=workdir,
           env=utils.repository_env(),
@@ -432,16 +403,18 @@ class PolicySaverAtomicTest(tf.test.TestCase, parameterized.TestCase):
     for variable in policy.variables():
       variable.assign(variable * -2.0 + 0.5)
     new_action = policy.action(utils.time_steps(4, 1)).action.numpy()
-    real_write = tf.train.Checkpoint.write
+    real_write = saver._export_variables_writer()  # pylint: disable=protected-access
     writes = []
 
-    def write_then_fail(checkpoint, file_prefix, *args, **kwargs):
+    def write_then_fail(prefix):
       # The variables are (partly) written into the staging directory.
-      writes.append(file_prefix)
-      real_write(checkpoint, file_prefix, *args, **kwargs)
+      writes.append(prefix.numpy().decode())
+      real_write(prefix)
       raise make_error()
 
-    with mock.patch.object(tf.train.Checkpoint, 'write', write_then_fail):
+    # The fast path writes through a traced `Checkpoint.write`.
+    with mock.patch.object(saver, '_export_variables_writer',
+                           return_value=write_then_fail):
       with self.assertRaises(export_errors.ExportWriteError) as error:
         saver.save(export_dir)
     # The fast path wrote the variables into the new version's directory.
@@ -492,21 +465,7 @@ class PolicySaverAtomicTest(tf.test.TestCase, parameterized.TestCase):
     utils.assert_nests_close(self, outputs[1], outputs[0], atol=0, rtol=0)
     fresh = utils.run_fresh_process(
         self,
-        """
-        import numpy as np
-        import tensorflow as tf
-        import tensorflow_probability  # Registers the distribution specs.
-        out = []
-        for path in ARGS:
-          loaded = tf.saved_model.load(path)
-          fn = loaded.signatures['action']
-          _, inputs = fn.structured_input_signature
-          feed = {k: tf.ones([2] + s.shape.as_list()[1:], s.dtype)
-                  for k, s in inputs.items()}
-          out.append([loaded.get_train_step().numpy().item(),
-                      fn(**feed)['action'].numpy().tolist()])
-        print(json.dumps(out))
-        """,
+        'variables_only_save_program.py',
         args=[fast_dir, full_dir],
     )
     self.assertEqual(fresh[0], fresh[1])

@@ -23,64 +23,8 @@ from tf_agents.policies import py_tf_eager_policy
 from tf_agents.trajectories import time_step as ts
 
 # Runs the nested loop and the flat-signature loop of an export and prints
-# both action sequences as JSON.
-_LOOP_SCRIPT = """
-import collections
-import numpy as np
-import tensorflow as tf
-
-path, steps, batch_size, pass_batch_size, import_tfp = ARGS
-if import_tfp:
-  # Exports with `distribution` need TFP's TypeSpecs registered (as upstream).
-  import tensorflow_probability  # pylint: disable=unused-import
-TimeStep = collections.namedtuple(
-    'TimeStep', ['step_type', 'reward', 'discount', 'observation'])
-loaded = tf.saved_model.load(path)
-
-def time_step(step):
-  return TimeStep(
-      tf.constant(step['step_type'], tf.int32),
-      tf.constant(step['reward'], tf.float32),
-      tf.constant(step['discount'], tf.float32),
-      tf.constant(step['observation'], tf.float32))
-
-# Nested functions.
-if pass_batch_size:
-  state = loaded.get_initial_state(batch_size)
-else:
-  state = loaded.get_initial_state()
-nested = []
-for step in steps:
-  out = loaded.action(time_step(step), state)
-  state = out.state
-  nested.append(np.asarray(out.action).tolist())
-
-# Flat signatures: keys read from the signatures, state fed back unchanged.
-action_fn = loaded.signatures['action']
-initial_state_fn = loaded.signatures['get_initial_state']
-if initial_state_fn.structured_input_signature[1]:
-  flat_state = initial_state_fn(batch_size=tf.constant(batch_size))
-else:
-  flat_state = initial_state_fn()
-_, input_specs = action_fn.structured_input_signature
-flat = []
-for step in steps:
-  values = time_step(step)._asdict()
-  inputs = dict(flat_state)
-  for key, spec in input_specs.items():
-    if key not in flat_state:
-      field = spec.name.split('/')[-1]
-      inputs[key] = values[{'obs': 'observation'}.get(field, field)]
-  outputs = action_fn(**inputs)
-  flat_state = {k: v for k, v in outputs.items() if k in flat_state}
-  action_key = 'action' if 'action' in outputs else 'act'
-  flat.append(np.asarray(outputs[action_key]).tolist())
-metadata = {k: int(v) for k, v in loaded.signatures['get_metadata']().items()}
-train_step = int(loaded.signatures['get_train_step']()['train_step'])
-print(json.dumps({'nested': nested, 'flat': flat, 'metadata': metadata,
-                  'train_step': train_step,
-                  'has_distribution': hasattr(loaded, 'distribution')}))
-"""
+# both action sequences as JSON (in `testdata/`).
+_LOOP_PROGRAM = 'export_loop_program.py'
 
 
 def _steps_as_json(batch_size, count=3):
@@ -149,7 +93,7 @@ class PolicySaverCompatTest(tf.test.TestCase, parameterized.TestCase):
     # Without `distribution` the child imports nothing but TensorFlow.
     result = utils.run_fresh_process(
         self,
-        _LOOP_SCRIPT,
+        _LOOP_PROGRAM,
         [path, _steps_as_json(2), 2, batch_size is None, include_distribution],
         block_modules=(
             [] if include_distribution else ['tensorflow_probability']
@@ -171,7 +115,7 @@ class PolicySaverCompatTest(tf.test.TestCase, parameterized.TestCase):
     path, _ = self._export(policy, include_distribution=False, seed=1)
     result = utils.run_fresh_process(
         self,
-        _LOOP_SCRIPT,
+        _LOOP_PROGRAM,
         [path, _steps_as_json(2), 2, True, False],
         block_modules=['tensorflow_probability'],
     )
@@ -191,7 +135,7 @@ class PolicySaverCompatTest(tf.test.TestCase, parameterized.TestCase):
     steps = _steps_as_json(2)
     seeded = [
         utils.run_fresh_process(
-            self, _LOOP_SCRIPT, [seeded_path, steps, 2, True, True]
+            self, _LOOP_PROGRAM, [seeded_path, steps, 2, True, True]
         )
         for _ in range(2)
     ]
@@ -199,7 +143,7 @@ class PolicySaverCompatTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllClose(seeded[0]['flat'], seeded[1]['flat'])
     unseeded = [
         utils.run_fresh_process(
-            self, _LOOP_SCRIPT, [unseeded_path, steps, 2, True, True]
+            self, _LOOP_PROGRAM, [unseeded_path, steps, 2, True, True]
         )
         for _ in range(2)
     ]

@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from typing import Any, Dict, Sequence
 
 import numpy as np
@@ -149,48 +148,47 @@ def repository_env() -> Dict[str, str]:
   return env
 
 
+def testdata_path(name: str) -> str:
+  """The path of `tf_agents/policies/testdata/<name>`.
+
+  Found next to this module, which is where it is both in the source tree
+  and in a Bazel test's runfiles (the programs are `data` of the tests).
+
+  Args:
+    name: A file name in `testdata/`.
+
+  Returns:
+    Its absolute path.
+  """
+  return os.path.join(os.path.dirname(os.path.abspath(__file__)), 'testdata',
+                      name)
+
+
 def run_fresh_process(
     test_case: tf.test.TestCase,
-    script: str,
+    program: str,
     args: Sequence[Any] = (),
     block_modules: Sequence[str] = (),
 ) -> Any:
-  """Runs `script` in a fresh Python that never imports this repository.
+  """Runs a testdata program in a fresh Python that never imports this repo.
 
-  The child runs `sys.executable` with the working directory a new temp dir
-  and no PYTHONPATH; it must print one JSON document on its last stdout line.
-  Imports of `block_modules` fail in the child. The child asserts at exit
-  that `tf_agents` was never imported.
+  The child (`testdata/fresh_process_runner.py`) runs `sys.executable` with
+  the working directory a new temp dir and no PYTHONPATH; the program must
+  print one JSON document on its last stdout line. Imports of
+  `block_modules` fail in the child. The child asserts at exit that
+  `tf_agents` was never imported.
 
   Args:
     test_case: The calling test (for temp dirs and failures).
-    script: Python source; `ARGS` holds `args` (a JSON round trip).
+    program: File name of the program in `testdata/`; its `sys.argv[1]` is
+      `args` as JSON.
     args: JSON-serializable arguments.
     block_modules: Top-level module names whose import must fail.
 
   Returns:
-    The decoded JSON printed by the script.
+    The decoded JSON printed by the program.
   """
-  preamble = textwrap.dedent("""
-      import importlib.abc, json, sys
-      BLOCKED = {blocked!r}
-      class _Blocker(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-          if name.split('.')[0] in BLOCKED:
-            raise ImportError('blocked by test: ' + name)
-          return None
-      sys.meta_path.insert(0, _Blocker())
-      ARGS = json.loads({args!r})
-      """).format(blocked=list(block_modules), args=json.dumps(list(args)))
-  epilogue = textwrap.dedent("""
-      assert 'tf_agents' not in sys.modules, 'tf_agents was imported'
-      for blocked in BLOCKED:
-        assert blocked not in sys.modules, blocked + ' was imported'
-      """)
   workdir = test_case.create_tempdir().full_path
-  path = os.path.join(workdir, 'child.py')
-  with open(path, 'w') as f:
-    f.write(preamble + textwrap.dedent(script) + epilogue)
   env = {
       k: v
       for k, v in os.environ.items()
@@ -198,7 +196,9 @@ def run_fresh_process(
   }
   env['TF_CPP_MIN_LOG_LEVEL'] = '2'
   result = subprocess.run(
-      [sys.executable, '-u', path],
+      [sys.executable, '-u', testdata_path('fresh_process_runner.py'),
+       json.dumps(list(block_modules)), testdata_path(program),
+       json.dumps(list(args))],
       cwd=workdir,
       env=env,
       capture_output=True,

@@ -7,13 +7,24 @@ the export directory (any `tf.io.gfile` path, e.g. `gs://` or `ram://`).
 
 Backends
 --------
+The backend classes live in `saved_policy_backends` (one class each, one
+interface), with `BACKENDS` and the one default, `DEFAULT_BACKEND`
+(`'auto'`), which `policy_loader.load` shares.
+
+Construction checks the current version (manifest, `saved_model.pb`,
+`policy_specs.pbtxt`) and reads the specs and the `action` signature from
+those files; it does not call `tf.saved_model.load`. The eager loaded object
+(about two thirds of upstream's construction) is made only when something
+needs it: `variables()`, `loaded_model`, `get_metadata`, a conversion at
+load, or an update that restores into it.
+
 * `'saved_model'`: the export's `action` signature graph run by a
   `tf.compat.v1.Session` in the calling thread, with feeds and fetches
   resolved once at load (numpy in and out: no per-step `tf.nest`, tensor
-  conversion, argument binding or retracing). Works for every export; if the
-  TF1 loader cannot read one, the loaded `action` concrete function is called
-  instead. The export is loaded twice (once eagerly for specs, metadata,
-  checkpoints and conversion), so its variables take twice the memory.
+  conversion, argument binding or retracing). `get_initial_state` and
+  `get_train_step` run their signatures in the same session. Works for
+  every export; if the TF1 loader cannot read one, the loaded `action`
+  concrete function is called instead.
 * `'tflite'`: the `action` signature run by `tf.lite.Interpreter` through
   its signature runner. The model is converted at load with the weights as
   TFLite variables and a `set_weights` signature, so `update_from_checkpoint`
@@ -44,15 +55,19 @@ runs the loaded `action` signature itself, which reads them, rather than a
 copy of the weights that could go stale.
 * `'auto'` (default): with a record, the first stored model it calls
   equivalent (TFLite, then ONNX: bit-exact for deterministic feed-forward
-  policies, the same actions with a bounded state for recurrent ones; never
-  for stochastic ones), else `'saved_model'`, with no conversion and no
-  probe at load. Without a record (exports saved without
-  `converted_formats`, or by upstream), `'tflite'` when it is exact for this
-  policy, else `'saved_model'`: a backend is exact when the action function
-  has no random or variable-assigning ops and the TFLite model reproduces the
-  SavedModel's outputs bit for bit on probe inputs sampled from the specs,
-  which costs a conversion and a probe at load. Stochastic policies
-  therefore run on the SavedModel under `'auto'`; `backend='tflite'` still
+  policies, the same actions with a bounded state for recurrent ones, the
+  same distribution for stochastic ones converted with their noise as
+  inputs), else `'saved_model'`, with no conversion and no probe at load.
+  Such a stochastic model is fed noise the record names from a NumPy
+  generator, seeded with the saver's seed when it had one (so two runtimes
+  of one seeded export draw the same actions). Without a record (exports
+  saved without `converted_formats`, or by upstream), `'tflite'` when it is
+  exact for this policy, else `'saved_model'`: a backend is exact when the
+  action function has no random or variable-assigning ops and the TFLite
+  model reproduces the SavedModel's outputs bit for bit on probe inputs
+  sampled from the specs, which costs a conversion and a probe at load.
+  Stochastic policies without a record therefore run on the SavedModel
+  under `'auto'`; `backend='tflite'` still
   runs them (same distribution, different random stream) where the
   converted model needs no select TF ops the installed interpreter lacks.
 
@@ -102,10 +117,10 @@ Fixes relative to upstream's `SavedModelPyTFEagerPolicy` (tf-agents 0.19.0)
    of one save and half of the next, even while a writer publishes.
 """
 
+import dataclasses
 import os
 import re
 import uuid
-import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence, Text, Tuple
 
 from absl import logging
@@ -115,6 +130,7 @@ import tensorflow as tf
 # function returns distributions).
 import tensorflow_probability as tfp  # pylint: disable=unused-import
 
+from tf_agents.policies import export_contract
 from tf_agents.policies import export_conversion
 from tf_agents.policies import export_equivalence
 from tf_agents.policies import export_errors
@@ -122,6 +138,7 @@ from tf_agents.policies import export_publish
 from tf_agents.policies import export_verify
 from tf_agents.policies import policy_saver
 from tf_agents.policies import py_policy
+from tf_agents.policies import saved_policy_backends as backends
 from tf_agents.specs import array_spec
 from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import policy_step
@@ -129,29 +146,20 @@ from tf_agents.trajectories import time_step as ts
 from tf_agents.typing import types
 from tf_agents.utils import nest_utils
 
-BACKEND_AUTO = 'auto'
-BACKEND_SAVED_MODEL = 'saved_model'
-BACKEND_TFLITE = 'tflite'
-BACKEND_ONNXRUNTIME = 'onnxruntime'
-# Stored converted models `'auto'` prefers, fastest first (per step at batch
-# 1: TFLite about 19 us, onnxruntime about 22 us for a small MLP).
-_AUTO_FORMATS = (export_equivalence.TFLITE, export_equivalence.ONNX)
-_BACKEND_FORMATS = {
-    BACKEND_TFLITE: export_equivalence.TFLITE,
-    BACKEND_ONNXRUNTIME: export_equivalence.ONNX,
-}
-BACKENDS = (BACKEND_AUTO, BACKEND_SAVED_MODEL, BACKEND_TFLITE,
-            BACKEND_ONNXRUNTIME)
+# The backends' names, public here as before (see `saved_policy_backends`).
+BACKEND_AUTO = backends.BACKEND_AUTO
+BACKEND_SAVED_MODEL = backends.BACKEND_SAVED_MODEL
+BACKEND_TFLITE = backends.BACKEND_TFLITE
+BACKEND_ONNXRUNTIME = backends.BACKEND_ONNXRUNTIME
+BACKENDS = backends.BACKENDS
+DEFAULT_BACKEND = backends.DEFAULT_BACKEND
 
 # Optional TFLite model of the `action` signature stored in an export, used by
 # the TFLite backend instead of converting at load.
-TFLITE_MODEL_FILENAME = 'action.tflite'
+TFLITE_MODEL_FILENAME = export_contract.TFLITE_MODEL_FILENAME
 
-_ACTION_SIGNATURE = 'action'
-# The TFLite signature replacing the weights (see
-# `export_conversion.tflite_model_with_weights`).
-_SET_WEIGHTS_SIGNATURE = export_conversion.SET_WEIGHTS_SIGNATURE
-_INITIAL_STATE_SIGNATURE = 'get_initial_state'
+_ACTION_SIGNATURE = export_contract.ACTION
+_INITIAL_STATE_SIGNATURE = export_contract.GET_INITIAL_STATE
 
 _TRAILING_DIGITS = re.compile(r'(\d+)$')
 # Written by `export_publish` (this repository's saver): the manifest first,
@@ -178,30 +186,12 @@ def check_checkpoint(checkpoint_path: Text) -> None:
     raise export_errors.ExportNotFoundError(
         '{}: no such file or directory.'.format(checkpoint_path)
     )
-  if not tf.io.gfile.exists(_variables_prefix(checkpoint_path) + '.index'):
+  if not tf.io.gfile.exists(export_contract.variables_prefix(checkpoint_path) + '.index'):
     raise export_errors.NotAnExportError(
         '{}: not a policy checkpoint or export (no '
         'variables/variables.index).'.format(checkpoint_path)
     )
   export_publish.check_manifest(checkpoint_path)
-
-
-def _signature_key(name: Text) -> Text:
-  """The keyword TensorFlow derives from a signature input's spec name."""
-  swapped = ''.join(c if c.isalnum() else '_' for c in name)
-  return swapped if swapped[:1].isalpha() else 'arg_' + swapped
-
-
-def _joined(prefix: Text, path: Text, separator: Text = '/') -> Text:
-  return prefix + separator + path if path else prefix
-
-
-def _variables_prefix(path: Text) -> Text:
-  return os.path.join(
-      path,
-      tf.saved_model.VARIABLES_DIRECTORY,
-      tf.saved_model.VARIABLES_FILENAME,
-  )
 
 
 def _train_step_from_path(path: Text) -> Optional[int]:
@@ -266,7 +256,7 @@ def _is_complete(path: Text) -> bool:
   if tf.io.gfile.exists(os.path.join(path, _COMPLETE_MARKER)):
     return True
   return tf.io.gfile.exists(
-      _variables_prefix(path) + '.index'
+      export_contract.variables_prefix(path) + '.index'
   ) and not tf.io.gfile.exists(os.path.join(path, _MANIFEST_FILENAME))
 
 
@@ -286,7 +276,7 @@ def latest_checkpoint_path(directory: Text) -> Optional[Text]:
   Returns:
     The path, or None if there is none.
   """
-  if tf.io.gfile.exists(_variables_prefix(directory) + '.index'):
+  if tf.io.gfile.exists(export_contract.variables_prefix(directory) + '.index'):
     return directory if _is_complete(directory) else None
   candidates = []
   try:
@@ -346,7 +336,7 @@ def _checkpoint_reader(prefix: Text) -> Any:
   return tf.compat.v1.train.NewCheckpointReader(prefix)
 
 
-def _copy_from_session(session: '_SessionBackend', loaded: Any) -> None:
+def _copy_from_session(session: 'backends.SessionBackend', loaded: Any) -> None:
   """Gives `loaded` the session's variable values.
 
   Through a checkpoint in memory: the files the session read may be retired
@@ -409,7 +399,7 @@ def _restore_version(loaded: Any, checkpoint_path: Text,
       `policy` child; unknown, both are tried.
   """
   check_checkpoint(checkpoint_path)
-  prefix = _variables_prefix(checkpoint_path)
+  prefix = export_contract.variables_prefix(checkpoint_path)
   errors = []
   layouts = [
       lambda: tf.train.Checkpoint(policy=loaded),
@@ -465,7 +455,7 @@ class _Field(object):
 
   @property
   def where(self) -> Text:
-    return _joined(self.label, self.path)
+    return export_contract.joined(self.label, self.path)
 
   def describe(self) -> Text:
     return (
@@ -506,7 +496,7 @@ def _match_names(
     by_name.setdefault(key, key)
     if getattr(spec, 'name', None):
       by_name.setdefault(spec.name, key)
-      by_name.setdefault(_signature_key(spec.name), key)
+      by_name.setdefault(export_contract.signature_key(spec.name), key)
   keys = []
   for field, names in zip(fields, candidates):
     key = next((by_name[n] for n in names if n and n in by_name), None)
@@ -530,317 +520,17 @@ def _match_names(
   return keys
 
 
-def _state_names(field: _Field) -> List[Text]:
-  return [
-      _signature_key(_joined('state', field.path)),
-      _joined('state', field.path),
-      _joined('1', field.path),
-      field.spec.name,
-  ]
-
-
 def _input_candidates(field: _Field) -> List[Text]:
   if field.label == 'time_step':
-    return [_joined('0', field.path), field.spec.name]
-  return _state_names(field)
+    return export_contract.time_step_names(field.path, field.spec.name)
+  return export_contract.state_names(field.path, field.spec.name)
 
 
 def _output_candidates(field: _Field) -> List[Text]:
   if field.label == 'policy_state':
-    return _state_names(field)
-  return [_joined(field.label, field.path), field.spec.name]
-
-
-class _SessionBackend(object):
-  """Runs the export's `action` SignatureDef in a `tf.compat.v1.Session`.
-
-  The session runs in the calling thread with pre-resolved feeds and fetches,
-  taking and returning numpy arrays: a step costs one `Session.run` of the
-  graph and no Python-side argument binding or tensor conversion, about half
-  of what calling the loaded concrete function costs.
-  """
-
-  name = BACKEND_SAVED_MODEL
-
-  def __init__(
-      self,
-      export_dir: Text,
-      input_specs: Sequence[tf.TensorSpec],
-      input_keys: Sequence[Text],
-      output_keys: Sequence[Text],
-      num_threads: Optional[int],
-  ):
-    config = tf.compat.v1.ConfigProto(
-        inter_op_parallelism_threads=1,
-        intra_op_parallelism_threads=num_threads or 0,
-        use_per_session_threads=True,
-    )
-    config.gpu_options.allow_growth = True
-    graph = tf.Graph()
-    session = tf.compat.v1.Session(graph=graph, config=config)
-    with graph.as_default():
-      meta_graph = tf.compat.v1.saved_model.load(
-          session, [tf.saved_model.SERVING], export_dir
-      )
-    signature = meta_graph.signature_def[_ACTION_SIGNATURE]
-    feeds = []
-    for spec, key in zip(input_specs, input_keys):
-      info = signature.inputs.get(spec.name) or signature.inputs.get(key)
-      if info is None:
-        raise ValueError(
-            'The action SignatureDef has no input {!r} (it has {}).'.format(
-                key, sorted(signature.inputs)
-            )
-        )
-      feeds.append(info.name)
-    fetches = [signature.outputs[key].name for key in output_keys]
-    self._session = session
-    self._saver_def = meta_graph.saver_def
-    self._call = session.make_callable(
-        fetches, feed_list=feeds, accept_options=True
-    )
-    # Runs the graph in the calling thread: no thread hand-off per step.
-    self._options = tf.compat.v1.RunOptions(inter_op_thread_pool=-1)
-
-  def run(self, arrays: Sequence[np.ndarray], batch_size: int) -> List[Any]:
-    del batch_size  # Any batch size the export was saved with.
-    return self._call(*arrays, options=self._options)
-
-  def restore(self, prefix: Text) -> None:
-    """Reads the variables from checkpoint `prefix` (SavedModel keys).
-
-    Raises:
-      tf.errors.OpError: A key is missing or has another shape; some
-        variables may have been assigned.
-    """
-    self._session.run(self._saver_def.restore_op_name,
-                      {self._saver_def.filename_tensor_name: prefix})
-
-  def save(self, prefix: Text) -> None:
-    """Writes the session's variables to checkpoint `prefix`."""
-    self._session.run(self._saver_def.save_tensor_name,
-                      {self._saver_def.filename_tensor_name: prefix})
-
-  def sync(self, loaded: Any, prefix: Optional[Text] = None) -> None:
-    """Gives the session the variable values of the eager `loaded`.
-
-    Args:
-      loaded: The loaded export, whose variables were just restored.
-      prefix: The checkpoint they were restored from, if known: read
-        directly when it has every key the SavedModel's own restore op reads
-        (this repository's checkpoints and exports do), which costs one read
-        instead of writing the values out and reading them back.
-    """
-    if prefix is not None:
-      try:
-        self.restore(prefix)
-        return
-      except tf.errors.OpError:
-        pass  # E.g. upstream's checkpoint layout: copy from `loaded`.
-    prefix = 'ram://saved_policy_sync/{}/variables'.format(uuid.uuid4().hex)
-    # `loaded` as the checkpoint root gives the SavedModel's variable keys.
-    tf.train.Checkpoint(root=loaded).write(prefix)
-    try:
-      self._session.run(
-          self._saver_def.restore_op_name,
-          {self._saver_def.filename_tensor_name: prefix},
-      )
-    finally:
-      for path in tf.io.gfile.glob(prefix + '*'):
-        tf.io.gfile.remove(path)
-
-
-class _SignatureBackend(object):
-  """Calls the loaded `action` signature (fallback of `_SessionBackend`)."""
-
-  name = BACKEND_SAVED_MODEL
-
-  def __init__(
-      self,
-      function: Any,
-      input_keys: Sequence[Text],
-      output_keys: Sequence[Text],
-  ):
-    self._function = function
-    self._input_keys = tuple(input_keys)
-    self._output_keys = tuple(output_keys)
-
-  def run(self, arrays: Sequence[np.ndarray], batch_size: int) -> List[Any]:
-    del batch_size  # Any batch size the export was saved with.
-    constant = tf.constant
-    outputs = self._function(
-        **{k: constant(a) for k, a in zip(self._input_keys, arrays)}
-    )
-    return [outputs[k].numpy() for k in self._output_keys]
-
-  def sync(self, loaded: Any, prefix: Optional[Text] = None) -> None:
-    del loaded, prefix  # Runs on the loaded object's own variables.
-
-
-class _TFLiteBackend(object):
-  """Runs a TFLite model of the `action` signature.
-
-  A model from `export_conversion.tflite_model_with_weights` has a
-  `set_weights` signature: its weights are TFLite variables, replaced in
-  place by `set_weights` (no conversion again). A model stored in the
-  export has its weights as constants and is converted again from the live
-  object when they change.
-  """
-
-  name = BACKEND_TFLITE
-
-  def __init__(
-      self,
-      model: bytes,
-      input_specs: Sequence[tf.TensorSpec],
-      input_keys: Sequence[Text],
-      output_keys: Sequence[Text],
-      num_threads: Optional[int],
-  ):
-    with warnings.catch_warnings():
-      # TF >= 2.18 warns that tf.lite.Interpreter moves to LiteRT.
-      warnings.filterwarnings('ignore', message='.*tf.lite.Interpreter.*')
-      interpreter = tf.lite.Interpreter(
-          model_content=model, num_threads=num_threads
-      )
-    signatures = interpreter.get_signature_list()
-    if _ACTION_SIGNATURE in signatures:
-      key = _ACTION_SIGNATURE
-    elif len(signatures) == 1:
-      key = next(iter(signatures))
-    else:
-      raise ValueError(
-          'The TFLite model has signatures {}, none of them {!r}.'.format(
-              sorted(signatures), _ACTION_SIGNATURE
-          )
-      )
-    runner = interpreter.get_signature_runner(key)
-    input_details = runner.get_input_details()
-    self._input_names = []
-    for spec, k in zip(input_specs, input_keys):
-      name = k if k in input_details else spec.name
-      detail = input_details.get(name)
-      if detail is None:
-        raise ValueError(
-            'The TFLite model has no input {!r} (it has {}).'.format(
-                k, sorted(input_details)
-            )
-        )
-      if np.dtype(detail['dtype']) != spec.dtype.as_numpy_dtype:
-        raise ValueError(
-            'The TFLite model input {!r} has dtype {}, expected {}.'.format(
-                k, np.dtype(detail['dtype']).name, spec.dtype.name
-            )
-        )
-      self._input_names.append(name)
-    output_details = runner.get_output_details()
-    missing = [k for k in output_keys if k not in output_details]
-    if missing:
-      raise ValueError(
-          'The TFLite model has no output {!r} (it has {}).'.format(
-              missing[0], sorted(output_details)
-          )
-      )
-    self._output_keys = tuple(output_keys)
-    self._interpreter = interpreter
-    self._runner = runner
-    self._set_weights = None
-    if _SET_WEIGHTS_SIGNATURE in signatures:
-      self._set_weights = interpreter.get_signature_runner(
-          _SET_WEIGHTS_SIGNATURE)
-
-  @property
-  def follows_weights(self) -> bool:
-    """Whether `set_weights` replaces the weights (else: convert again)."""
-    return self._set_weights is not None
-
-  def set_weights(self, values: Sequence[np.ndarray]) -> None:
-    """Replaces the weights (a model with `set_weights` only)."""
-    self._set_weights(**{export_conversion.weight_name(i): value
-                         for i, value in enumerate(values)})
-
-  def run(self, arrays: Sequence[np.ndarray], batch_size: int) -> List[Any]:
-    del batch_size  # The runner resizes the inputs to the arrays given.
-    outputs = self._runner(**dict(zip(self._input_names, arrays)))
-    return [outputs[k] for k in self._output_keys]
-
-
-class _ONNXRuntimeBackend(object):
-  """Runs an ONNX model of the `action` signature with onnxruntime.
-
-  The model comes from `export_conversion.convert_action_to_onnx`: inputs
-  named by the signature's input keys, outputs by its output keys (state
-  outputs `next_<key>`), weights as initializers `weight_<i>`. The session
-  is created with the weights given to `set_weights` as its initializers, so
-  new weights cost a new session (milliseconds), not a conversion, and each
-  step runs with constant weights.
-  """
-
-  name = BACKEND_ONNXRUNTIME
-  follows_weights = True
-
-  def __init__(
-      self,
-      model: bytes,
-      weight_names: Sequence[Text],
-      input_keys: Sequence[Text],
-      output_keys: Sequence[Text],
-      num_threads: Optional[int],
-      values: Sequence[np.ndarray],
-  ):
-    import onnxruntime  # pylint: disable=g-import-not-at-top
-    self._ort = onnxruntime
-    self._model = model
-    # Index into `model_variables` of each weight the model holds.
-    self._weights = [(name, int(name.rsplit('_', 1)[1]))
-                     for name in weight_names]
-    self._num_threads = num_threads
-    self._input_names = list(input_keys)
-    inputs = set(input_keys)
-    self._output_names = [
-        export_conversion.NEXT_PREFIX + k if k in inputs else k
-        for k in output_keys
-    ]
-    self._session = None
-    self.set_weights(values)
-    have = {i.name for i in self._session.get_inputs()}
-    missing = [k for k in self._input_names if k not in have]
-    if missing:
-      raise ValueError('The ONNX model has no input {!r} (it has {}).'.format(
-          missing[0], sorted(have)))
-    have = {o.name for o in self._session.get_outputs()}
-    missing = [k for k in self._output_names if k not in have]
-    if missing:
-      raise ValueError('The ONNX model has no output {!r} (it has {}).'.format(
-          missing[0], sorted(have)))
-
-  def set_weights(self, values: Sequence[np.ndarray]) -> None:
-    """A new session whose weight initializers are `values`.
-
-    Args:
-      values: One array per variable of `model_variables`, in order.
-    """
-    ort = self._ort
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = self._num_threads or 0
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3  # Errors only.
-    # The session reads these buffers: they must outlive it.
-    buffers = []
-    for name, index in self._weights:
-      buffer = ort.OrtValue.ortvalue_from_numpy(
-          np.ascontiguousarray(values[index]))
-      options.add_initializer(name, buffer)
-      buffers.append(buffer)
-    session = ort.InferenceSession(
-        self._model, options, providers=['CPUExecutionProvider'])
-    self._session, self._buffers = session, buffers
-    self._run = session.run
-
-  def run(self, arrays: Sequence[np.ndarray], batch_size: int) -> List[Any]:
-    del batch_size  # The model takes any batch size the export takes.
-    return self._run(self._output_names, dict(zip(self._input_names, arrays)))
+    return export_contract.state_names(field.path, field.spec.name)
+  return export_contract.output_names(field.label, field.path,
+                                      field.spec.name)
 
 
 def _outputs_equal(first: Sequence[Any], second: Sequence[Any]) -> bool:
@@ -923,6 +613,80 @@ def _describe_value(value: Any, limit: int = 8) -> Text:
   return 'a {}'.format(type(value).__name__)
 
 
+@dataclasses.dataclass(frozen=True)
+class _ActionSignature:
+  """What the runtime needs of an export's signatures.
+
+  Read from `saved_model.pb` (no eager load) or from the loaded object.
+
+  Attributes:
+    inputs: The flat `action` signature's inputs, `{key: tf.TensorSpec}`.
+    outputs: Its outputs, `{key: spec or tensor}`.
+    deterministic: Whether `action` has no random or stateful ops.
+    initial_state_takes_batch_size: Whether `get_initial_state` takes one.
+  """
+
+  inputs: Dict[Text, tf.TensorSpec]
+  outputs: Dict[Text, Any]
+  deterministic: bool
+  initial_state_takes_batch_size: bool
+
+  @classmethod
+  def from_saved_model(cls, proto: Any) -> '_ActionSignature':
+    """From a parsed `saved_model.pb`.
+
+    Raises:
+      ValueError: It has no serving graph or no `action` signature.
+    """
+    graphs = [m for m in proto.meta_graphs
+              if tf.saved_model.SERVING in m.meta_info_def.tags]
+    if not graphs or _ACTION_SIGNATURE not in graphs[0].signature_def:
+      raise ValueError('no serving graph with an {!r} signature'.format(
+          _ACTION_SIGNATURE))
+    meta_graph = graphs[0]
+
+    def specs(infos, keyed):
+      # Keyed and named as the loaded signature's: its input keys are
+      # argument names (`export_contract.signature_key`), its spec names the keys.
+      return {keyed(key): tf.TensorSpec(tf.TensorShape(info.tensor_shape),
+                                        tf.as_dtype(info.dtype), name=key)
+              for key, info in infos.items()}
+
+    action = meta_graph.signature_def[_ACTION_SIGNATURE]
+    initial_state = meta_graph.signature_def.get(_INITIAL_STATE_SIGNATURE)
+    return cls(
+        inputs=specs(action.inputs, export_contract.signature_key),
+        outputs=specs(action.outputs, lambda key: key),
+        deterministic=export_equivalence.is_deterministic_signature(
+            meta_graph, _ACTION_SIGNATURE),
+        initial_state_takes_batch_size=bool(
+            initial_state is not None and initial_state.inputs),
+    )
+
+  @classmethod
+  def from_loaded(cls, loaded: Any, export_dir: Text) -> '_ActionSignature':
+    """From the object `tf.saved_model.load` returned.
+
+    Raises:
+      ValueError: It has no `action` signature.
+    """
+    signatures = loaded.signatures
+    if _ACTION_SIGNATURE not in signatures:
+      raise ValueError(
+          'The export {} has no {!r} signature (it has {}).'.format(
+              export_dir, _ACTION_SIGNATURE, sorted(signatures)))
+    action = signatures[_ACTION_SIGNATURE]
+    initial_state = signatures.get(_INITIAL_STATE_SIGNATURE)
+    return cls(
+        inputs=action.structured_input_signature[1],
+        outputs=action.structured_outputs,
+        deterministic=export_equivalence.is_deterministic(action),
+        initial_state_takes_batch_size=bool(
+            initial_state is not None
+            and initial_state.structured_input_signature[1]),
+    )
+
+
 class SavedPolicy(py_policy.PyPolicy):
   """A `PyPolicy` running an export written by `PolicySaver.save`.
 
@@ -945,7 +709,7 @@ class SavedPolicy(py_policy.PyPolicy):
       self,
       export_dir: Text,
       checkpoint_path: Optional[Text] = None,
-      backend: Text = BACKEND_AUTO,
+      backend: Text = DEFAULT_BACKEND,
       num_threads: Optional[int] = 1,
   ):
     """Loads the export.
@@ -976,14 +740,8 @@ class SavedPolicy(py_policy.PyPolicy):
       raise ValueError(
           'backend must be one of {}, got {!r}.'.format(BACKENDS, backend)
       )
-    self._requested_backend = backend
-    self._num_threads = num_threads
-    self._export_dir = export_dir
-    # Every file of one version: the one current now (see export_publish).
-    self._loaded, version = export_verify.load_current(export_dir)
-    self._version_dir = version.path
-    self._version_id = version.version_id
-    specs = load_specs(self._version_dir, self._loaded)
+    self._init_state(export_dir, backend, num_threads)
+    specs, signature = self._read_current_version()
     super(SavedPolicy, self).__init__(
         specs['time_step_spec'],
         specs['action_spec'],
@@ -992,18 +750,12 @@ class SavedPolicy(py_policy.PyPolicy):
     )
     self._collect_data_spec = specs['collect_data_spec']
     try:
-      self._setup_signatures()
+      self._setup_signatures(
+          signature or _ActionSignature.from_loaded(self._loaded, export_dir))
     except ValueError as e:
       raise export_errors.ExportSignatureError(
           '{}: {}'.format(export_dir, ' '.join(str(e).split()))
       ) from e
-    self._train_step_from_last_restored_checkpoint_path = None
-    self._last_update_key = None
-    # Whether the variables differ from the export's (so a stored or
-    # converted-from-disk TFLite model and the session need updating).
-    self._variables_restored = False
-    self._restored_prefix = None
-    self._sm_backend = None
     if checkpoint_path:
       self._restore_variables(checkpoint_path)
     self._record = export_equivalence.read(self._version_dir)
@@ -1012,22 +764,57 @@ class SavedPolicy(py_policy.PyPolicy):
   # ---------------------------------------------------------------------------
   # Setup.
 
-  def _setup_signatures(self) -> None:
+  def _init_state(self, export_dir: Text, backend: Text,
+                  num_threads: Optional[int]) -> None:
+    """The attributes every later step reads, before any is set up."""
+    self._requested_backend = backend
+    self._num_threads = num_threads
+    self._export_dir = export_dir
+    self._loaded_object = None
+    self._eager_source = None
+    self._model_kinds = None
+    # Whether the variables differ from the export's (so a stored or
+    # converted-from-disk TFLite model and the session need updating).
+    self._variables_restored = False
+    self._restored_prefix = None
+    self._sm_backend = None
+    self._train_step_from_last_restored_checkpoint_path = None
+    self._last_update_key = None
+
+  def _read_current_version(
+      self) -> Tuple[Dict[Text, Any], Optional['_ActionSignature']]:
+    """Checks the current version; its specs and `action` signature.
+
+    Every file of one version: the one current now (see export_publish),
+    checked. The eager object (`tf.saved_model.load`, most of upstream's
+    construction) is loaded only when something needs it (`_loaded`): the
+    backends run from the files (a TF1 session, a stored model).
+
+    Returns:
+      `(specs, signature)`; the signature is None when it must be read from
+      the loaded object.
+    """
+    proto, version = export_verify.check_current(self._export_dir)
+    self._version = version
+    self._version_dir = version.path
+    self._version_id = version.version_id
+    try:
+      return (load_specs(self._version_dir),
+              _ActionSignature.from_saved_model(proto))
+    except (export_errors.ExportError, ValueError, KeyError) as e:
+      # E.g. no policy_specs.pbtxt: what the loaded object says.
+      logging.info('Reading %s from its loaded object (%s).',
+                   self._export_dir, export_errors.one_line(e))
+      return load_specs(self._version_dir, self._loaded), None
+
+  def _setup_signatures(self, signature: '_ActionSignature') -> None:
     """Resolves the flat `action` signature's names once."""
-    signatures = self._loaded.signatures
-    if _ACTION_SIGNATURE not in signatures:
-      raise ValueError(
-          'The export {} has no {!r} signature (it has {}).'.format(
-              self._export_dir, _ACTION_SIGNATURE, sorted(signatures)
-          )
-      )
-    action = signatures[_ACTION_SIGNATURE]
-    self._action_signature = action
     self._ts_fields = _fields('time_step', self.time_step_spec)
     self._state_fields = _fields('policy_state', self.policy_state_spec)
-    self._action_fields = _fields('action', self.action_spec)
-    self._info_fields = _fields('info', self.info_spec)
-    input_specs = action.structured_input_signature[1]
+    self._action_fields = _fields(export_contract.ACTION_PREFIX,
+                                  self.action_spec)
+    self._info_fields = _fields(export_contract.INFO_PREFIX, self.info_spec)
+    input_specs = signature.inputs
     input_fields = self._ts_fields + self._state_fields
     self._input_keys = _match_names(
         'inputs of the action signature',
@@ -1036,7 +823,7 @@ class SavedPolicy(py_policy.PyPolicy):
         [_input_candidates(f) for f in input_fields],
     )
     self._input_specs = [input_specs[k] for k in self._input_keys]
-    output_specs = action.structured_outputs
+    output_specs = signature.outputs
     output_fields = self._action_fields + self._state_fields + self._info_fields
     self._output_keys = _match_names(
         'outputs of the action signature',
@@ -1074,18 +861,15 @@ class SavedPolicy(py_policy.PyPolicy):
     self._action_is_leaf = not tf.nest.is_nested(self.action_spec)
     self._info_is_empty = not self._info_fields
     self._state_is_empty = not self._state_fields
-    self._deterministic = export_equivalence.is_deterministic(action)
-    initial_state = signatures.get(_INITIAL_STATE_SIGNATURE)
-    self._initial_state_takes_batch_size = bool(
-        initial_state is not None
-        and initial_state.structured_input_signature[1]
-    )
+    self._deterministic = signature.deterministic
+    self._initial_state_takes_batch_size = (
+        signature.initial_state_takes_batch_size)
 
   def _saved_model_backend(self) -> Any:
     """The SavedModel backend, built once per policy."""
     if self._sm_backend is None:
       try:
-        backend = _SessionBackend(
+        backend = backends.SessionBackend(
             self._version_dir,
             self._input_specs,
             self._input_keys,
@@ -1098,7 +882,7 @@ class SavedPolicy(py_policy.PyPolicy):
           # What the session's restore op reads, read while the version's
           # files are certainly there (see `_matches_session`).
           self._session_keys = _tensor_kinds(_checkpoint_reader(
-              _variables_prefix(self._version_dir)))
+              export_contract.variables_prefix(self._version_dir)))
         except (tf.errors.OpError, ValueError) as e:
           logging.info('Updates of %s restore the eager copy too: %s',
                        self._export_dir, export_errors.one_line(e))
@@ -1108,13 +892,13 @@ class SavedPolicy(py_policy.PyPolicy):
             'Running %s through its loaded signature (slower): the session '
             'loader failed with %s: %s', self._export_dir, type(e).__name__, e,
         )
-        backend = _SignatureBackend(
+        backend = backends.SignatureBackend(
             self._action_signature, self._input_keys, self._output_keys
         )
       self._sm_backend = backend
     return self._sm_backend
 
-  def _make_tflite_backend(self) -> _TFLiteBackend:
+  def _make_tflite_backend(self) -> backends.TFLiteBackend:
     """Builds the TFLite backend from a stored or converted model."""
     if not self._variables_restored:
       stored = os.path.join(
@@ -1125,22 +909,22 @@ class SavedPolicy(py_policy.PyPolicy):
         with tf.io.gfile.GFile(stored, 'rb') as f:
           model = f.read()
         logging.info('Using the stored TFLite model %s.', stored)
-        return _TFLiteBackend(model, self._input_specs, self._input_keys,
+        return backends.TFLiteBackend(model, self._input_specs, self._input_keys,
                               self._output_keys, self._num_threads)
     model = export_conversion.tflite_model_with_weights(
         self._loaded, self._action_signature)
-    return _TFLiteBackend(model, self._input_specs, self._input_keys,
+    return backends.TFLiteBackend(model, self._input_specs, self._input_keys,
                           self._output_keys, self._num_threads)
 
-  def _make_onnxruntime_backend(self) -> _ONNXRuntimeBackend:
+  def _make_onnxruntime_backend(self) -> backends.ONNXRuntimeBackend:
     """Converts the `action` signature to ONNX and opens a session."""
     model, report = export_conversion.convert_action_to_onnx(
         self._loaded, _ACTION_SIGNATURE)
-    return _ONNXRuntimeBackend(
+    return backends.ONNXRuntimeBackend(
         model, report.weight_names, self._input_keys, self._output_keys,
         self._num_threads, [v.numpy() for v in self._loaded.model_variables])
 
-  def _onnxruntime_is_close(self, backend: _ONNXRuntimeBackend) -> bool:
+  def _onnxruntime_is_close(self, backend: backends.ONNXRuntimeBackend) -> bool:
     """Whether onnxruntime gives the SavedModel's outputs on probe inputs.
 
     Float outputs may differ by rounding (other kernels); other outputs
@@ -1198,7 +982,7 @@ class SavedPolicy(py_policy.PyPolicy):
       probes.append(arrays)
     return probes
 
-  def _tflite_is_exact(self, backend: _TFLiteBackend) -> bool:
+  def _tflite_is_exact(self, backend: backends.TFLiteBackend) -> bool:
     reference = self._saved_model_backend()
     try:
       for arrays in self._probe_inputs():
@@ -1219,7 +1003,8 @@ class SavedPolicy(py_policy.PyPolicy):
 
     Exports saved with `PolicySaver(converted_formats=...)` carry converted
     models and a record of their equivalence (`export_equivalence`): `'auto'`
-    takes the first equivalent one in `_AUTO_FORMATS` (else the SavedModel),
+    takes the first equivalent one (`saved_policy_backends.stored_formats`;
+    else the SavedModel),
     `'tflite'` and `'onnxruntime'` their stored model, with no conversion and
     no probe. A model whose weights are not the version's (a checkpoint
     carries the models of the last full save) is given the version's.
@@ -1232,17 +1017,14 @@ class SavedPolicy(py_policy.PyPolicy):
     requested = self._requested_backend
     if record is None or requested == BACKEND_SAVED_MODEL:
       return None
+    formats = backends.stored_formats(requested, record)
     if requested == BACKEND_AUTO:
-      formats = [f for f in _AUTO_FORMATS if record.equivalent(f)]
       if not formats:
         logging.info('No converted model of %s is equivalent (%s); using the '
                      'SavedModel backend.', self._export_dir, '; '.join(
                          '{}: {}'.format(k, v.detail)
                          for k, v in sorted(record.formats.items())))
         return self._saved_model_backend()
-    else:
-      formats = [f for f in (_BACKEND_FORMATS[requested],)
-                 if f in record.formats]
     for format_name in formats:
       try:
         return self._open_stored(format_name)
@@ -1262,15 +1044,20 @@ class SavedPolicy(py_policy.PyPolicy):
     current = (
         not self._variables_restored and self._record.weights_digest ==
         export_equivalence.weights_digest(self._version_dir))
+    # A stochastic model converted with its noise as inputs: the backend
+    # draws it, seeded with the saver's seed when it had one.
+    noise = entry.noise()
     if format_name == export_equivalence.ONNX:
-      return _ONNXRuntimeBackend(
+      return backends.ONNXRuntimeBackend(
           model, entry.weight_names or (), self._input_keys,
           self._output_keys, self._num_threads,
-          [v.numpy() for v in self._loaded.model_variables])
-    backend = _TFLiteBackend(model, self._input_specs, self._input_keys,
-                             self._output_keys, self._num_threads)
+          self._served_model_weights(),
+          noise=noise, seed=entry.noise_seed)
+    backend = backends.TFLiteBackend(model, self._input_specs, self._input_keys,
+                             self._output_keys, self._num_threads,
+                             noise=noise, seed=entry.noise_seed)
     if not current:
-      backend.set_weights([v.numpy() for v in self._loaded.model_variables])
+      backend.set_weights(self._served_model_weights())
     return backend
 
   def _choose_backend(self):
@@ -1373,14 +1160,7 @@ class SavedPolicy(py_policy.PyPolicy):
     if self._state_is_empty:
       return ()
     want = 1 if batch_size is None else int(batch_size)
-    fn = self._loaded.get_initial_state
-    if self._initial_state_takes_batch_size and self._fixed_batch_size is None:
-      state = fn(tf.constant(want, tf.int32))
-    elif self._initial_state_takes_batch_size:
-      state = fn(tf.constant(self._fixed_batch_size, tf.int32))
-    else:
-      state = fn()
-    leaves = [np.asarray(t) for t in tf.nest.flatten(state)]
+    leaves = self._initial_state_leaves(self._fixed_batch_size or want)
     have = leaves[0].shape[0]
     if have != want:
       if not all(np.all(leaf == leaf[:1]) for leaf in leaves):
@@ -1393,6 +1173,31 @@ class SavedPolicy(py_policy.PyPolicy):
     if batch_size is None:
       leaves = [leaf[0] for leaf in leaves]
     return tf.nest.pack_sequence_as(self.policy_state_spec, leaves)
+
+  def _initial_state_leaves(self, batch_size: int) -> List[np.ndarray]:
+    """The export's `get_initial_state(batch_size)`, flattened."""
+    session = self._sm_backend
+    if self._loaded_object is None and isinstance(session, backends.SessionBackend):
+      # The serving session has the signature: no eager load.
+      try:
+        outputs = session.call(
+            _INITIAL_STATE_SIGNATURE,
+            {export_contract.BATCH_SIZE_KEY: np.int32(batch_size)}
+            if self._initial_state_takes_batch_size else {})
+        keys = _match_names(
+            'outputs of the get_initial_state signature', outputs,
+            self._state_fields,
+            [_output_candidates(f) for f in self._state_fields])
+        return [np.asarray(outputs[k]) for k in keys]
+      except (KeyError, ValueError, tf.errors.OpError) as e:
+        logging.info('get_initial_state of %s through the loaded object: %s',
+                     self._export_dir, export_errors.one_line(e))
+    fn = self._loaded.get_initial_state
+    if self._initial_state_takes_batch_size:
+      state = fn(tf.constant(batch_size, tf.int32))
+    else:
+      state = fn()
+    return [np.asarray(t) for t in tf.nest.flatten(state)]
 
   def _field_error(self, field: _Field, value: Any, reason: Text = ''):
     shape = getattr(value, 'shape', None)
@@ -1561,10 +1366,10 @@ class SavedPolicy(py_policy.PyPolicy):
       The variables.
     """
     if self._backend.name != BACKEND_SAVED_MODEL or not isinstance(
-        self._backend, _SignatureBackend):
+        self._backend, backends.SignatureBackend):
       logging.info('Serving %s from its loaded signature from now on: its '
                    'variables may be assigned in place.', self._export_dir)
-      self._backend = _SignatureBackend(
+      self._backend = backends.SignatureBackend(
           self._action_signature, self._input_keys, self._output_keys)
       self._sm_backend = self._backend
       self._warm_up()
@@ -1584,6 +1389,14 @@ class SavedPolicy(py_policy.PyPolicy):
 
   def get_train_step(self) -> types.Int:
     """The train step stored in the export (or the restored checkpoint)."""
+    session = self._sm_backend
+    if self._loaded_object is None and isinstance(session, backends.SessionBackend):
+      try:
+        outputs = session.call(export_contract.GET_TRAIN_STEP, {})
+        if len(outputs) == 1:
+          return next(iter(outputs.values()))
+      except (KeyError, tf.errors.OpError):
+        pass  # E.g. an export without that signature: as upstream does.
     return self._loaded.get_train_step().numpy()
 
   def get_train_step_from_last_restored_checkpoint_path(self) -> Optional[int]:
@@ -1616,7 +1429,7 @@ class SavedPolicy(py_policy.PyPolicy):
         raise
     self._variables_restored = True
     self._version_id = version.version_id
-    self._restored_prefix = _variables_prefix(version.path)
+    self._restored_prefix = export_contract.variables_prefix(version.path)
     self._train_step_from_last_restored_checkpoint_path = (
         _train_step_from_path(checkpoint_path)
     )
@@ -1688,13 +1501,13 @@ class SavedPolicy(py_policy.PyPolicy):
         `check_checkpoint`, before anything changed.
     """
     session = self._backend
-    if not isinstance(session, _SessionBackend) or session is not (
+    if not isinstance(session, backends.SessionBackend) or session is not (
         self._sm_backend):
       return False
 
     def read(version):
       check_checkpoint(version.path)
-      prefix = _variables_prefix(version.path)
+      prefix = export_contract.variables_prefix(version.path)
       # The restore op assigns without checking shapes: check them first.
       if not self._matches_session(prefix):
         return None
@@ -1737,12 +1550,11 @@ class SavedPolicy(py_policy.PyPolicy):
     if backend.name not in (BACKEND_TFLITE, BACKEND_ONNXRUNTIME) or not (
         backend.follows_weights):
       return False
-    expected = [(tuple(v.shape.as_list()), v.dtype.base_dtype)
-                for v in self._loaded_object.model_variables]
+    expected = self._model_variable_kinds()
 
     def read(version):
       check_checkpoint(version.path)
-      reader = _checkpoint_reader(_variables_prefix(version.path))
+      reader = _checkpoint_reader(export_contract.variables_prefix(version.path))
       found = _tensor_kinds(reader)
       keys = [export_equivalence.MODEL_VARIABLE_KEY.format(i)
               for i in range(len(expected))]
@@ -1779,7 +1591,7 @@ class SavedPolicy(py_policy.PyPolicy):
     self._eager_source = fill_eager
     self._variables_restored = True
     self._version_id = version.version_id
-    self._restored_prefix = _variables_prefix(version.path)
+    self._restored_prefix = export_contract.variables_prefix(version.path)
     self._train_step_from_last_restored_checkpoint_path = (
         _train_step_from_path(checkpoint_path))
 
@@ -1799,6 +1611,8 @@ class SavedPolicy(py_policy.PyPolicy):
   def _loaded(self) -> Any:
     """The eager loaded export, its variables as the backend serves them."""
     loaded = self._loaded_object
+    if loaded is None:
+      loaded = self._loaded_object = self._load_eager()
     fill_eager = self.__dict__.get('_eager_source')
     if fill_eager is not None:
       self._eager_source = None
@@ -1808,6 +1622,67 @@ class SavedPolicy(py_policy.PyPolicy):
   @_loaded.setter
   def _loaded(self, loaded: Any) -> None:
     self._loaded_object = loaded
+
+  def _load_eager(self) -> Any:
+    """`tf.saved_model.load` of the version served since construction.
+
+    If that version was retired meanwhile (its files are gone), the current
+    one is loaded: with a TF session serving, the eager copy then takes the
+    session's values (the weights served); otherwise the policy moves to
+    that version, backend included.
+
+    Returns:
+      The loaded object.
+    """
+    try:
+      return export_verify.load_version(self._version_dir)
+    except export_errors.ExportError:
+      if not export_publish.is_retired(self._version):
+        raise
+    loaded, version = export_verify.load_current(self._export_dir)
+    logging.info('%s was retired; loaded %s.', self._version_dir,
+                 version.path)
+    session = self.__dict__.get('_sm_backend')
+    if isinstance(session, backends.SessionBackend) and (
+        self.__dict__.get('_eager_source') is None):
+      self._eager_source = lambda l: _copy_from_session(session, l)
+    elif not self._variables_restored:
+      self._version, self._version_dir = version, version.path
+      self._version_id = version.version_id
+      self._loaded_object = loaded
+      backend = self.__dict__.get('_backend')
+      if backend is not None and backend.name != BACKEND_SAVED_MODEL:
+        self._refresh_tflite()
+    return loaded
+
+  @property
+  def _action_signature(self) -> Any:
+    """The loaded `action` signature (loads the eager object)."""
+    return self._loaded.signatures[_ACTION_SIGNATURE]
+
+  def _model_variable_kinds(self) -> List[Tuple[Tuple[int, ...], Any]]:
+    """`(shape, dtype)` of each model variable, without an eager load."""
+    if self.__dict__.get('_model_kinds') is None:
+      if self._loaded_object is not None:
+        kinds = [(tuple(v.shape.as_list()), v.dtype.base_dtype)
+                 for v in self._loaded_object.model_variables]
+      else:
+        found = _tensor_kinds(_checkpoint_reader(
+            export_contract.variables_prefix(self._version_dir)))
+        kinds = []
+        while export_equivalence.MODEL_VARIABLE_KEY.format(
+            len(kinds)) in found:
+          kinds.append(found[export_equivalence.MODEL_VARIABLE_KEY.format(
+              len(kinds))])
+      self._model_kinds = kinds
+    return self._model_kinds
+
+  def _served_model_weights(self) -> List[np.ndarray]:
+    """The values of the model variables served now, in order."""
+    if not self._variables_restored and self._loaded_object is None:
+      # The version's own: read from its checkpoint, no eager load.
+      return export_equivalence.model_weights(self._version_dir)
+    return [v.numpy() for v in self._loaded.model_variables]
 
   def update_from_values(
       self,
@@ -1836,21 +1711,29 @@ class SavedPolicy(py_policy.PyPolicy):
       ValueError: The count, a shape or a dtype does not match the
         variables; the policy keeps its previous weights.
     """
-    variables = list(self._loaded.model_variables)
-    if len(values) != len(variables):
-      raise ValueError('{}: {} values for {} model variables.'.format(
-          self._export_dir, len(values), len(variables)))
-    for index, (variable, value) in enumerate(zip(variables, values)):
-      shape = tuple(variable.shape.as_list())
-      if (np.shape(value) != shape or
-          np.asarray(value).dtype != variable.dtype.as_numpy_dtype):
-        raise ValueError(
-            '{}: value {} has shape {} and dtype {}; the variable {} has '
-            'shape {} and dtype {}.'.format(
-                self._export_dir, index, np.shape(value),
-                np.asarray(value).dtype.name, variable.name, shape,
-                variable.dtype.name))
-    for variable, value in zip(variables, values):
+    self.check_values(values)
+    backend = self._backend
+    if backend.name in (BACKEND_TFLITE, BACKEND_ONNXRUNTIME) and (
+        backend.follows_weights):
+      # The model takes them; the eager copy follows when read.
+      backend.set_weights(values)
+      pending_fill = self._eager_source
+
+      def fill_eager(loaded):
+        if pending_fill is not None:
+          pending_fill(loaded)  # Train step and metadata of earlier ones.
+        for variable, value in zip(loaded.model_variables, values):
+          variable.assign(value)
+        loaded_step = getattr(loaded, 'train_step', None)
+        if train_step is not None and isinstance(loaded_step, tf.Variable):
+          loaded_step.assign(train_step)
+
+      self._eager_source = fill_eager
+      self._variables_restored = True
+      self._restored_prefix = None
+      self._version_id = version
+      return
+    for variable, value in zip(self._loaded.model_variables, values):
       variable.assign(value)
     loaded_step = getattr(self._loaded, 'train_step', None)
     if train_step is not None and isinstance(loaded_step, tf.Variable):
@@ -1859,6 +1742,30 @@ class SavedPolicy(py_policy.PyPolicy):
     self._restored_prefix = None
     self._version_id = version
     self._sync_backends(None, values)
+
+  def check_values(self, values: Sequence[np.ndarray]) -> None:
+    """Checks weights for `update_from_values` (nothing is changed).
+
+    Args:
+      values: As for `update_from_values`.
+
+    Raises:
+      ValueError: The count, a shape or a dtype does not match the model
+        variables.
+    """
+    kinds = self._model_variable_kinds()
+    if len(values) != len(kinds):
+      raise ValueError('{}: {} values for {} model variables.'.format(
+          self._export_dir, len(values), len(kinds)))
+    for index, (value, (shape, dtype)) in enumerate(zip(values, kinds)):
+      if (np.shape(value) != tuple(shape) or
+          np.asarray(value).dtype != tf.as_dtype(dtype).as_numpy_dtype):
+        raise ValueError(
+            '{}: value {} has shape {} and dtype {}; model variable {} has '
+            'shape {} and dtype {}.'.format(
+                self._export_dir, index, np.shape(value),
+                np.asarray(value).dtype.name, index, tuple(shape),
+                tf.as_dtype(dtype).name))
 
   def _sync_backends(self, prefix: Optional[Text],
                      values: Optional[Sequence[np.ndarray]] = None) -> None:
@@ -1877,7 +1784,7 @@ class SavedPolicy(py_policy.PyPolicy):
             'Could not update the session of %s (%s: %s); calling the loaded '
             'signature from now on.', self._export_dir, type(e).__name__, e,
         )
-        fallback = _SignatureBackend(
+        fallback = backends.SignatureBackend(
             self._action_signature, self._input_keys, self._output_keys
         )
         if self._backend is self._sm_backend:
@@ -1906,7 +1813,7 @@ class SavedPolicy(py_policy.PyPolicy):
       # Changes with every publish (never a coarse timestamp).
       return (path, version)
     try:
-      stat = tf.io.gfile.stat(_variables_prefix(path) + '.index')
+      stat = tf.io.gfile.stat(export_contract.variables_prefix(path) + '.index')
     except tf.errors.NotFoundError:
       return None
     return (path, stat.length, stat.mtime_nsec)
@@ -1966,8 +1873,8 @@ class SavedPolicy(py_policy.PyPolicy):
 
   def __getattr__(self, name: Text) -> Any:
     """Forwards other attributes to the loaded export, as upstream does."""
-    if self.__dict__.get('_loaded_object') is None:
-      raise AttributeError(name)
+    if '_version_dir' not in self.__dict__ or name.startswith('__'):
+      raise AttributeError(name)  # Not constructed (yet), or a protocol.
     loaded = self._loaded
     if name == 'model_variables':
       return self.variables()  # May be assigned in place: see there.

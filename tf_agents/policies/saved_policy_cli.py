@@ -1,41 +1,10 @@
 # coding=utf-8
 r"""Looks inside and runs a policy export written by `PolicySaver`.
 
-Usage:
-
-  saved_policy_cli inspect DIR [--json]
-  saved_policy_cli eval DIR [--env=CartPole-v0] [--episodes=10] [--seed=0]
-      [--max_steps=10000] [--json]
-  saved_policy_cli convert DIR [--to=tflite|onnx] --output=FILE
-      [--signature=action] [--json]
-  saved_policy_cli diff DIR_A DIR_B [--json]
-  saved_policy_cli verify DIR [--json]
-  saved_policy_cli COMMAND --help
-
-Commands:
-
-  inspect  Signatures with their input and output names, shapes and dtypes;
-           the policy's specs; train step; metadata; the export's functions;
-           its files and sizes; the TensorFlow version that wrote it.
-  eval     Runs the export in a Gymnasium or gym environment, one episode
-           per seed (--seed, --seed+1, ...), and reports the returns.
-           --env=ID is made with Gymnasium if Gymnasium registers ID, else
-           with gym (so `CartPole-v1` runs in Gymnasium and an id only the
-           old gym knows still works); `gymnasium:ID` or `gym:ID` picks the
-           library explicitly.
-  convert  Writes the `action` signature (or --signature) as a TFLite model
-           (--to=tflite, the default) and reports the ops it uses and
-           whether it needs select TF ops (Flex), or as an ONNX model
-           (--to=onnx, for onnxruntime) and reports its opset, ops, inputs
-           and outputs (a state output `next_<key>` is fed back as input
-           `<key>`) and its replaceable weights.
-  diff     Which signatures, specs and variables (model variables, train
-           step, metadata) differ between two exports. Exits 0 either way;
-           `identical` in the --json output tells.
-  verify   Checks the export's integrity manifest, lists graph ops that
-           touch files or run Python, loads it in a fresh process, checks
-           signatures and specs and replays the reference inputs recorded
-           at save time (see `export_verify`). Exits 1 if anything is wrong.
+Usage: saved_policy_cli COMMAND ARGS... [flags]. The commands are the entries
+of `COMMAND_TABLE`, each with its usage line and summary, which
+`saved_policy_cli --help` lists and `saved_policy_cli COMMAND --help` prints
+with the command's arguments and flags.
 
 With --json the result is one JSON document on stdout. Errors are one line on
 stderr (and {"error": ..., "exit_code": ...} on stdout with --json).
@@ -114,7 +83,7 @@ import dataclasses
 import io
 import json
 import warnings
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from absl import app
 from absl import flags
@@ -128,23 +97,19 @@ with _native_info_lines_dropped():
 from tensorflow.core.protobuf import saved_model_pb2
 from google.protobuf import message as protobuf_message
 from google.protobuf import text_format
+from tf_agents.policies import export_contract
 from tf_agents.policies import export_conversion
 from tf_agents.policies import export_errors
 from tf_agents.policies import export_publish
 from tf_agents.policies import export_verify
 from tf_agents.policies import policy_saver
-from tf_agents.specs import tensor_spec
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 PROGRAM = 'saved_policy_cli'
-COMMANDS = ('inspect', 'eval', 'convert', 'diff', 'verify')
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
-_POLICY_SPECS_PBTXT = getattr(
-    policy_saver, 'POLICY_SPECS_PBTXT', 'policy_specs.pbtxt'
-)
 _SPEC_KEYS = ('time_step_spec', 'action_spec', 'policy_state_spec',
               'info_spec')
 _TFLITE_OP = re.compile(r'Op#\d+ (\w+)\(')
@@ -183,7 +148,7 @@ class CliError(Exception):
 
 @dataclasses.dataclass
 class Options:
-  """The flags that commands use."""
+  """The flags that commands use, each field named as its flag."""
 
   env: str = 'CartPole-v0'
   episodes: int = 10
@@ -276,7 +241,14 @@ def _register_distribution_types() -> None:
 
 
 def load_export(path: str) -> Any:
-  """Loads a policy export with `tf.saved_model.load`.
+  """Loads a policy export through the package's checked loader.
+
+  The CLI's own checks run first, so a missing directory, a directory that
+  is no SavedModel and a SavedModel that is no policy keep their messages;
+  then `export_verify.load_checked` checks the integrity manifest (when the
+  export has one), `saved_model.pb` and `policy_specs.pbtxt` before loading,
+  so a damaged export is reported as every other reader of this package
+  reports it, never served.
 
   Args:
     path: An export directory.
@@ -285,7 +257,7 @@ def load_export(path: str) -> Any:
     The loaded object.
 
   Raises:
-    CliError: If `path` is not a loadable policy export.
+    CliError: If `path` is not a loadable policy export or is damaged.
   """
   proto = read_saved_model_proto(path)
   _check_policy_signatures(path, proto)
@@ -293,10 +265,12 @@ def load_export(path: str) -> Any:
   try:
     with warnings.catch_warnings():
       warnings.simplefilter('ignore')
-      loaded = tf.saved_model.load(path)
+      loaded = export_verify.load_checked(path)
+  except export_errors.ExportError as e:
+    raise CliError(_one_line(e)) from e
   except Exception as e:  # pylint: disable=broad-except
     raise CliError('cannot load {}: {}'.format(path, _one_line(e)))
-  if not hasattr(loaded, 'action'):
+  if not hasattr(loaded, export_contract.ACTION):
     raise CliError(
         '{} is a SavedModel but not a policy export: it has no action '
         'function'.format(path)
@@ -307,7 +281,7 @@ def load_export(path: str) -> Any:
 def _check_policy_signatures(
     path: str, proto: saved_model_pb2.SavedModel
 ) -> None:
-  if 'action' not in proto.meta_graphs[0].signature_def:
+  if export_contract.ACTION not in proto.meta_graphs[0].signature_def:
     raise CliError(
         '{} is a SavedModel but not a policy export: it has no action '
         'signature'.format(path)
@@ -438,19 +412,14 @@ def _describe_specs(specs: Dict[str, Any]) -> Dict[str, List[Dict[str, Any]]]:
   }
 
 
-def _split_policy_specs(policy_specs: Dict[str, Any]) -> Dict[str, Any]:
-  data = policy_specs['collect_data_spec']
-  return {
-      'time_step_spec': {
-          'step_type': data.step_type,
-          'reward': data.reward,
-          'discount': data.discount,
-          'observation': data.observation,
-      },
-      'action_spec': data.action,
-      'policy_state_spec': policy_specs.get('policy_state_spec', ()),
-      'info_spec': data.policy_info,
-  }
+def _describe_policy_specs(specs: Dict[str, Any]) -> Dict[str, Any]:
+  """`_describe_specs` of `export_contract.split_specs`' result."""
+  return _describe_specs({
+      'time_step_spec': dict(specs['time_step_spec']._asdict()),
+      'action_spec': specs['action_spec'],
+      'policy_state_spec': specs['policy_state_spec'],
+      'info_spec': specs['info_spec'],
+  })
 
 
 def read_specs(
@@ -479,20 +448,15 @@ def read_specs(
     except Exception:  # pylint: disable=broad-except
       specs = None
   if specs is not None:
-    return _describe_specs({
-        'time_step_spec': dict(specs['time_step_spec']._asdict()),
-        'action_spec': specs['action_spec'],
-        'policy_state_spec': specs['policy_state_spec'],
-        'info_spec': specs['info_spec'],
-    })
-  specs_file = os.path.join(path, _POLICY_SPECS_PBTXT)
+    return _describe_policy_specs(specs)
+  specs_file = os.path.join(path, export_contract.POLICY_SPECS_PBTXT)
   if not tf.io.gfile.exists(specs_file):
     return None
   try:
-    policy_specs = tensor_spec.from_pbtxt_file(specs_file)
+    specs = export_contract.read_specs_pbtxt(path)
   except Exception as e:  # pylint: disable=broad-except
     raise CliError('cannot read {}: {}'.format(specs_file, _one_line(e)))
-  return _describe_specs(_split_policy_specs(policy_specs))
+  return _describe_policy_specs(specs)
 
 
 def _train_step(loaded: Any) -> Optional[int]:
@@ -839,7 +803,7 @@ def _initial_state(loaded: Any, batch_size: int) -> Any:
     The initial policy state.
   """
   signature = (getattr(loaded, 'signatures', None) or {}).get(
-      'get_initial_state')
+      export_contract.GET_INITIAL_STATE)
   if signature is not None and not signature.structured_input_signature[1]:
     return loaded.get_initial_state()
   return loaded.get_initial_state(batch_size)
@@ -864,7 +828,8 @@ def _step(env: Any, action: Any) -> Tuple[Any, float, bool]:
 def evaluate_export(path: str, options: Options) -> Dict[str, Any]:
   """Runs an export in a Gymnasium or gym environment.
 
-  `options.env` picks the library as the module docstring says. Episode `i` resets the environment with seed `options.seed + i`. The
+  `options.env` picks the library as `eval`'s summary in `COMMAND_TABLE`
+  says. Episode `i` resets the environment with seed `options.seed + i`. The
   policy state starts from `get_initial_state(1)` and is fed back after each
   step. An export saved with a fixed batch size gets the environment's time
   step repeated to that many rows (and the state of that many rows); the
@@ -1014,13 +979,14 @@ def _onnx_ops(graph: Any) -> List[str]:
   return sorted(ops)
 
 
-def _convert_to_onnx(path: str, options: Options) -> Dict[str, Any]:
-  """`convert --to=onnx`: see `convert_export`."""
+def _convert_to_onnx(path: str, loaded: Any,
+                     options: Options) -> Dict[str, Any]:
+  """`convert --to=onnx` of `loaded`, read from `path`: see `convert_export`."""
   try:
     with warnings.catch_warnings(), _native_stderr_silenced():
       warnings.simplefilter('ignore')
       model, report = export_conversion.convert_action_to_onnx(
-          path, signature_key=options.signature)
+          loaded, signature_key=options.signature)
     import onnx  # pylint: disable=g-import-not-at-top
     graph = onnx.load_from_string(model).graph
   except export_errors.ExportError as e:
@@ -1069,9 +1035,11 @@ def convert_export(path: str, options: Options) -> Dict[str, Any]:
     raise CliError('{} has no signature {!r} (it has: {})'.format(
         path, options.signature,
         ', '.join(signatures_from_proto(proto))))
-  _register_distribution_types()
+  # Checked like every other read (a damaged export is refused, not
+  # converted); the TFLite converter then reads the same, checked, files.
+  loaded = load_export(path)
   if options.to == 'onnx':
-    return _convert_to_onnx(path, options)
+    return _convert_to_onnx(path, loaded, options)
   converter = getattr(policy_saver, 'convert_action_to_tflite', None)
   try:
     with warnings.catch_warnings(), _native_stderr_silenced():
@@ -1260,6 +1228,12 @@ def diff_exports(path_a: str, path_b: str) -> Dict[str, Any]:
 def verify_export(path: str) -> Dict[str, Any]:
   """Runs `export_verify.verify` on `path`; the result as a dict.
 
+  Unlike the other commands, `verify` does not load through
+  `export_verify.load_checked`: it exists to read a damaged export and report
+  every problem it finds (manifest mismatches included) rather than stop at
+  the first, so it calls `export_verify.verify`, which resolves the version
+  and checks the manifest itself.
+
   Args:
     path: The export directory.
 
@@ -1275,48 +1249,6 @@ def verify_export(path: str) -> Dict[str, Any]:
     raise CliError(_one_line(e)) from e
 
 
-def run_command(command: str, args: Sequence[str],
-                options: Options) -> Dict[str, Any]:
-  """Runs one command.
-
-  Args:
-    command: One of `COMMANDS`.
-    args: Its positional arguments (directories).
-    options: The flag values.
-
-  Returns:
-    The command's result, a JSON-serializable dict.
-
-  Raises:
-    CliError: On a usage error (exit code 2) or a failure (exit code 1).
-  """
-  expected = {'inspect': 1, 'eval': 1, 'convert': 1, 'diff': 2, 'verify': 1}
-  if command not in expected:
-    raise CliError(
-        'unknown command {!r}; expected one of: {}'.format(
-            command, ', '.join(COMMANDS)), EXIT_USAGE)
-  if len(args) != expected[command]:
-    raise CliError(
-        '{} takes {} directory argument{}, got {}: {}'.format(
-            command, expected[command], 's' if expected[command] > 1 else '',
-            len(args), ' '.join(args) or '(none)'), EXIT_USAGE)
-  if command == 'verify':
-    return verify_export(args[0])
-  # Every read of a command comes from one version of each export.
-  versions = [_current_version(path) for path in args]
-  paths = [version.path for version in versions]
-  if command == 'inspect':
-    result = inspect_export(paths[0])
-    result['export_dir'] = args[0]
-    result['version'] = versions[0].version_id
-    return result
-  if command == 'eval':
-    return evaluate_export(paths[0], options)
-  if command == 'convert':
-    return convert_export(paths[0], options)
-  return diff_exports(paths[0], paths[1])
-
-
 def _current_version(path: str) -> export_publish.Version:
   """The version of `path` to read (see `export_publish`)."""
   try:
@@ -1326,6 +1258,39 @@ def _current_version(path: str) -> export_publish.Version:
     return export_publish.Version(export_dir=path, path=path)
   except export_errors.ExportError as e:
     raise CliError(_one_line(e)) from e
+
+
+# Every read of a command comes from one version of each export: the `_run_*`
+# functions resolve it once and read only that version's directory.
+
+
+def _run_inspect(args: Sequence[str], options: Options) -> Dict[str, Any]:
+  del options  # Unused.
+  version = _current_version(args[0])
+  result = inspect_export(version.path)
+  result['export_dir'] = args[0]
+  result['version'] = version.version_id
+  return result
+
+
+def _run_eval(args: Sequence[str], options: Options) -> Dict[str, Any]:
+  return evaluate_export(_current_version(args[0]).path, options)
+
+
+def _run_convert(args: Sequence[str], options: Options) -> Dict[str, Any]:
+  return convert_export(_current_version(args[0]).path, options)
+
+
+def _run_diff(args: Sequence[str], options: Options) -> Dict[str, Any]:
+  del options  # Unused.
+  path_a, path_b = (_current_version(path).path for path in args)
+  return diff_exports(path_a, path_b)
+
+
+def _run_verify(args: Sequence[str], options: Options) -> Dict[str, Any]:
+  del options  # Unused.
+  # `export_verify.verify` resolves the version itself.
+  return verify_export(args[0])
 
 
 # ---------------------------------------------------------------- output
@@ -1551,56 +1516,243 @@ def _format_diff(result: Dict[str, Any]) -> str:
   return '\n'.join(lines)
 
 
-_FORMATTERS = {
-    'inspect': _format_inspect,
-    'eval': _format_eval,
-    'convert': _format_convert,
-    'diff': _format_diff,
-    'verify': _format_verify,
-}
+# ---------------------------------------------------------------- commands
+
+
+def _exits_ok(result: Dict[str, Any]) -> int:
+  del result  # Unused: the command ran, whatever it found.
+  return EXIT_OK
+
+
+def _exits_1_unless_ok(result: Dict[str, Any]) -> int:
+  return EXIT_OK if result['ok'] else EXIT_FAILURE
+
+
+_DIR = ('DIR', 'A policy export directory.')
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+  """One command of the tool: all that `main`, the help and the checks need.
+
+  A new command is one `COMMAND_TABLE` entry (and its run and format
+  functions, and any flag of its own).
+
+  Attributes:
+    name: The command word: `saved_policy_cli NAME ...`.
+    arguments: `(NAME, help)` of each positional argument (a directory), in
+      order; the command takes exactly these.
+    flags: Names of the flags only this command uses. Flags no command lists
+      (e.g. --json) apply to every command.
+    usage: The usage line after `saved_policy_cli NAME`.
+    summary: What the command does, one paragraph (printed re-wrapped).
+    run: `run(args, options)`: the result (a JSON-serializable dict) for the
+      positional arguments `args`; raises `CliError`.
+    format_text: The result as text for people.
+    exit_code: The exit code for a result (a failure that raises
+      `CliError` exits with its code instead).
+  """
+
+  name: str
+  arguments: Tuple[Tuple[str, str], ...]
+  flags: Tuple[str, ...]
+  usage: str
+  summary: str
+  run: Callable[[Sequence[str], Options], Dict[str, Any]]
+  format_text: Callable[[Dict[str, Any]], str]
+  exit_code: Callable[[Dict[str, Any]], int] = _exits_ok
+
+
+COMMAND_TABLE = (
+    Command(
+        name='inspect',
+        arguments=(_DIR,),
+        flags=(),
+        usage='DIR [--json]',
+        summary=(
+            'Signatures with their input and output names, shapes and '
+            "dtypes; the policy's specs; train step; metadata; the export's "
+            'functions; its files and sizes; the TensorFlow version that '
+            'wrote it.'),
+        run=_run_inspect,
+        format_text=_format_inspect,
+    ),
+    Command(
+        name='eval',
+        arguments=(_DIR,),
+        flags=('env', 'episodes', 'seed', 'max_steps'),
+        usage=('DIR [--env=CartPole-v0] [--episodes=10] [--seed=0] '
+               '[--max_steps=10000] [--json]'),
+        summary=(
+            'Runs the export in a Gymnasium or gym environment, one episode '
+            'per seed (--seed, --seed+1, ...), and reports the returns. '
+            '--env=ID is made with Gymnasium if Gymnasium registers ID, else '
+            'with gym (so `CartPole-v1` runs in Gymnasium and an id only the '
+            'old gym knows still works); `gymnasium:ID` or `gym:ID` picks the '
+            'library explicitly.'),
+        run=_run_eval,
+        format_text=_format_eval,
+    ),
+    Command(
+        name='convert',
+        arguments=(_DIR,),
+        flags=('to', 'output', 'signature'),
+        usage=('DIR [--to=tflite|onnx] --output=FILE [--signature=action] '
+               '[--json]'),
+        summary=(
+            'Writes the `action` signature (or --signature) as a TFLite model '
+            '(--to=tflite, the default) and reports the ops it uses and '
+            'whether it needs select TF ops (Flex), or as an ONNX model '
+            '(--to=onnx, for onnxruntime) and reports its opset, ops, inputs '
+            'and outputs (a state output `next_<key>` is fed back as input '
+            '`<key>`) and its replaceable weights.'),
+        run=_run_convert,
+        format_text=_format_convert,
+    ),
+    Command(
+        name='diff',
+        arguments=(('DIR_A', 'A policy export directory.'),
+                   ('DIR_B', 'The policy export directory to compare it '
+                    'with.')),
+        flags=(),
+        usage='DIR_A DIR_B [--json]',
+        summary=(
+            'Which signatures, specs and variables (model variables, train '
+            'step, metadata) differ between two exports. Exits 0 either way; '
+            '`identical` in the --json output tells.'),
+        run=_run_diff,
+        format_text=_format_diff,
+    ),
+    Command(
+        name='verify',
+        arguments=(_DIR,),
+        flags=(),
+        usage='DIR [--json]',
+        summary=(
+            "Checks the export's integrity manifest, lists graph ops that "
+            'touch files or run Python, loads it in a fresh process, checks '
+            'signatures and specs and replays the reference inputs recorded '
+            'at save time (see `export_verify`). Exits 1 if anything is '
+            'wrong.'),
+        run=_run_verify,
+        format_text=_format_verify,
+        exit_code=_exits_1_unless_ok,
+    ),
+)
+COMMANDS = tuple(command.name for command in COMMAND_TABLE)
+_COMMANDS_BY_NAME = {command.name: command for command in COMMAND_TABLE}
+
+
+def _command(name: str) -> Command:
+  """The `COMMAND_TABLE` entry named `name`; a usage error if there is none."""
+  if name not in _COMMANDS_BY_NAME:
+    raise CliError(
+        'unknown command {!r}; expected one of: {}'.format(
+            name, ', '.join(COMMANDS)), EXIT_USAGE)
+  return _COMMANDS_BY_NAME[name]
+
+
+def run_command(command: str, args: Sequence[str],
+                options: Options) -> Dict[str, Any]:
+  """Runs one command.
+
+  Args:
+    command: One of `COMMANDS`.
+    args: Its positional arguments (directories).
+    options: The flag values.
+
+  Returns:
+    The command's result, a JSON-serializable dict.
+
+  Raises:
+    CliError: On a usage error (exit code 2) or a failure (exit code 1).
+  """
+  entry = _command(command)
+  expected = len(entry.arguments)
+  if len(args) != expected:
+    raise CliError(
+        '{} takes {} directory argument{}, got {}: {}'.format(
+            command, expected, 's' if expected > 1 else '', len(args),
+            ' '.join(args) or '(none)'), EXIT_USAGE)
+  return entry.run(args, options)
 
 
 def format_text(command: str, result: Dict[str, Any]) -> str:
-  """Formats a command's result for people."""
-  return _FORMATTERS[command](result)
+  """Formats a command's result for people.
+
+  Args:
+    command: One of `COMMANDS`.
+    result: What `run_command` returned for it.
+
+  Returns:
+    The text, without a final newline.
+  """
+  return _COMMANDS_BY_NAME[command].format_text(result)
 
 
 # ---------------------------------------------------------------- main
 
 
 _HELP_ARGS = ('-h', '--help', '-help', '--helpshort')
-_ARGUMENTS = {
-    'inspect': (('DIR', 'A policy export directory.'),),
-    'eval': (('DIR', 'A policy export directory.'),),
-    'convert': (('DIR', 'A policy export directory.'),),
-    'diff': (('DIR_A', 'A policy export directory.'),
-             ('DIR_B', 'The policy export directory to compare it with.')),
-    'verify': (('DIR', 'A policy export directory.'),),
-}
+_WIDTH = 79
+
+
+def _flag_lines(holders: Sequence[Any], command: Optional[str]) -> List[str]:
+  """`--name: help (default: ...)` of each flag, for `command`'s help.
+
+  Args:
+    holders: The flags' `FlagHolder`s.
+    command: The command whose help this is (its name prefixes the help of
+      its own flags and is dropped), or None for the tool's help.
+
+  Returns:
+    One line per flag (wrapped for a command's help), then `--help`.
+  """
+  lines = []
+  for holder in holders:
+    flag = flags.FLAGS[holder.name]
+    if command is None:
+      lines.append('  --{}: {} (default: {})'.format(
+          flag.name, flag.help, flag.default_as_str))
+      continue
+    text, own = flag.help, '{}: '.format(command)
+    if text.startswith(own):
+      text = text[len(own):]
+      text = text[:1].upper() + text[1:]
+    lines.append(textwrap.fill(
+        '--{}: {} (default: {})'.format(flag.name, text, flag.default_as_str),
+        _WIDTH, initial_indent='  ', subsequent_indent='      '))
+  lines.append('  --help: {} this help.'.format(
+      'show' if command is None else 'Show'))
+  return lines
 
 
 def _usage() -> str:
-  lines = [__doc__.strip(), '', 'Flags:']
-  for holder in _FLAG_HOLDERS:
-    flag = flags.FLAGS[holder.name]
-    lines.append('  --{}: {} (default: {})'.format(
-        flag.name, flag.help, flag.default_as_str))
-  lines.append('  --help: show this help.')
+  """The tool's help: the module docstring around every command's usage."""
+  title, _, rest = __doc__.strip().split('\n\n', 2)
+  lines = [title, '', 'Usage:', '']
+  lines += [textwrap.fill('{} {} {}'.format(PROGRAM, c.name, c.usage), _WIDTH,
+                          initial_indent='  ', subsequent_indent='      ')
+            for c in COMMAND_TABLE]
+  lines += ['  {} COMMAND --help'.format(PROGRAM), '', 'Commands:', '']
+  width = max(len(name) for name in COMMANDS)
+  for c in COMMAND_TABLE:
+    # Two columns narrower than elsewhere: the width the summaries had when
+    # they were hand-wrapped in the module docstring.
+    lines.append(textwrap.fill(
+        c.summary, _WIDTH - 2, initial_indent='  {:<{w}}  '.format(c.name,
+                                                               w=width),
+        subsequent_indent=' ' * (width + 4)))
+  lines += ['', rest, '', 'Flags:']
+  lines += _flag_lines(_FLAG_HOLDERS, None)
   return '\n'.join(lines) + '\n'
 
 
-def _doc_paragraph(pattern: str) -> Optional[str]:
-  """The module docstring's text matched by `pattern`, on one line."""
-  found = re.search(pattern, __doc__, re.M)
-  return ' '.join(found.group(1).split()) if found else None
-
-
 def _command_usage(command: str) -> str:
-  """The help of one command: usage, description, arguments and flags.
+  """The help of one command: usage, summary, arguments and flags.
 
-  The usage line and description are the command's entries in the module
-  docstring; the flags are those whose help starts with `<command>:`, and
-  those of every command.
+  The flags are the command's own (`Command.flags`), then those of every
+  command (listed by no command).
 
   Args:
     command: One of `COMMANDS`.
@@ -1608,39 +1760,21 @@ def _command_usage(command: str) -> str:
   Returns:
     The help text.
   """
-  # An entry's continuation lines are indented by more than its first.
-  more = r'(?:\n {5,}\S.*)*'
-  usage = _doc_paragraph(r'^  ({} {}\b.*{})'.format(PROGRAM, command, more))
-  description = _doc_paragraph(r'^  {} +(\S.*{})'.format(command, more))
-  exit_codes = _doc_paragraph(r'^(Exit codes:.*(?:\n.+)*)')
-
-  def wrap(text, indent=''):
-    return textwrap.fill(text, 79, initial_indent=indent,
-                         subsequent_indent=indent + '    ')
-
-  lines = [wrap('Usage: ' + (usage or '{} {}'.format(PROGRAM, command))), '']
-  if description:
-    lines += [textwrap.fill(description, 79), '']
-  lines.append('Arguments:')
-  lines += ['  {}: {}'.format(name, text)
-            for name, text in _ARGUMENTS.get(command, ())]
+  entry = _COMMANDS_BY_NAME[command]
+  found = re.search(r'^(Exit codes:.*(?:\n.+)*)', __doc__, re.M)
+  lines = [textwrap.fill(
+      'Usage: {} {} {}'.format(PROGRAM, command, entry.usage), _WIDTH,
+      subsequent_indent='    '), '']
+  lines += [textwrap.fill(entry.summary, _WIDTH), '', 'Arguments:']
+  lines += ['  {}: {}'.format(name, text) for name, text in entry.arguments]
   lines += ['', 'Flags:']
-  prefixes = tuple('{}: '.format(c) for c in COMMANDS)
-  own = '{}: '.format(command)
-  own_flags, common_flags = [], []
-  for holder in _FLAG_HOLDERS:
-    flag = flags.FLAGS[holder.name]
-    if flag.help.startswith(own):
-      text = flag.help[len(own):]
-      own_flags.append((flag, text[:1].upper() + text[1:]))
-    elif not flag.help.startswith(prefixes):
-      common_flags.append((flag, flag.help))
-  for flag, text in own_flags + common_flags:
-    lines.append(wrap('--{}: {} (default: {})'.format(
-        flag.name, text, flag.default_as_str), '  '))
-  lines.append('  --help: Show this help.')
-  if exit_codes:
-    lines += ['', textwrap.fill(exit_codes, 79)]
+  by_name = {holder.name: holder for holder in _FLAG_HOLDERS}
+  taken = {name for c in COMMAND_TABLE for name in c.flags}
+  lines += _flag_lines(
+      [by_name[name] for name in entry.flags] +
+      [h for h in _FLAG_HOLDERS if h.name not in taken], command)
+  if found:
+    lines += ['', textwrap.fill(' '.join(found.group(1).split()), _WIDTH)]
   return '\n'.join(lines) + '\n'
 
 
@@ -1707,15 +1841,11 @@ def main(argv: Sequence[str]) -> int:
     return _report_error(
         'no command given; expected one of: {} (see --help)'.format(
             ', '.join(COMMANDS)), EXIT_USAGE, as_json)
-  options = Options(
-      env=_ENV.value,
-      episodes=_EPISODES.value,
-      seed=_SEED.value,
-      max_steps=_MAX_STEPS.value,
-      to=_TO.value,
-      output=resolve_path(_OUTPUT.value) if _OUTPUT.value else None,
-      signature=_SIGNATURE.value,
-  )
+  # Each field of `Options` is the flag of its name.
+  options = Options(**{field.name: flags.FLAGS[field.name].value
+                       for field in dataclasses.fields(Options)})
+  if options.output:
+    options.output = resolve_path(options.output)
   command, args = argv[1], [resolve_path(a) for a in argv[2:]]
   try:
     result = run_command(command, args, options)
@@ -1733,9 +1863,7 @@ def main(argv: Sequence[str]) -> int:
     print(json.dumps(result, indent=2))
   else:
     print(format_text(command, result))
-  if command == 'verify' and not result['ok']:
-    return EXIT_FAILURE
-  return EXIT_OK
+  return _COMMANDS_BY_NAME[command].exit_code(result)
 
 
 def run() -> None:

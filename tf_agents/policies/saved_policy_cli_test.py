@@ -2,6 +2,7 @@
 """Tests for tf_agents.policies.saved_policy_cli."""
 
 import contextlib
+import dataclasses
 import importlib.util
 import io
 import json
@@ -13,6 +14,7 @@ import tempfile
 from unittest import mock
 
 from absl.testing import absltest
+from absl.testing import flagsaver
 from absl.testing import parameterized
 import gym
 import gymnasium
@@ -968,6 +970,126 @@ class CommandLineTest(_ExportsTestCase):
         'error': 'no such directory: {}'.format(self.missing_dir),
         'exit_code': 1,
     })
+
+
+class DamagedExportTest(_ExportsTestCase):
+  """Commands that read a policy load it checked; `verify` reports damage."""
+
+  def _damaged_copy(self):
+    """A copy of `dense_dir` whose variables index fails the manifest."""
+    export_dir = os.path.join(self.create_tempdir().full_path, 'damaged')
+    shutil.copytree(self.dense_dir, export_dir)
+    _, filename = test_utils.damage_export('manifest_mismatch', export_dir)
+    return export_dir, filename
+
+  @parameterized.named_parameters(
+      ('inspect', 'inspect', 1, 0, {}),
+      ('eval', 'eval', 1, 0, {'episodes': 1}),
+      ('convert', 'convert', 1, 0, {'output': 'unused.tflite'}),
+      ('diff_a', 'diff', 2, 0, {}),
+      ('diff_b', 'diff', 2, 1, {}),
+  )
+  def test_damaged_export_is_refused(self, command, count, damaged, options):
+    export_dir, filename = self._damaged_copy()
+    if 'output' in options:
+      options['output'] = os.path.join(self.create_tempdir().full_path,
+                                       options['output'])
+    args = [self.dense_dir] * count
+    args[damaged] = export_dir
+    with self.assertRaises(saved_policy_cli.CliError) as raised:
+      saved_policy_cli.run_command(command, args,
+                                   saved_policy_cli.Options(**options))
+    self.assertEqual(raised.exception.exit_code, saved_policy_cli.EXIT_FAILURE)
+    self.assertIn(filename, str(raised.exception))
+    self.assertIn('manifest', str(raised.exception))
+    self.assertNotIn('\n', str(raised.exception))
+    if 'output' in options:
+      self.assertFalse(os.path.exists(options['output']))
+
+  def test_verify_reads_the_damaged_export_and_reports_it(self):
+    export_dir, filename = self._damaged_copy()
+    result = saved_policy_cli.run_command('verify', [export_dir],
+                                          saved_policy_cli.Options())
+    self.assertFalse(result['ok'])
+    self.assertEqual(result['manifest'], 'mismatch')
+    self.assertIn(filename, result['problems'][0])
+
+
+class CommandTableTest(parameterized.TestCase):
+  """`COMMAND_TABLE` alone drives dispatch, help, checks and formatting."""
+
+  def test_commands_are_the_table(self):
+    self.assertEqual(saved_policy_cli.COMMANDS,
+                     tuple(c.name for c in saved_policy_cli.COMMAND_TABLE))
+    self.assertLen(set(saved_policy_cli.COMMANDS),
+                   len(saved_policy_cli.COMMAND_TABLE))
+
+  @parameterized.parameters(*saved_policy_cli.COMMAND_TABLE)
+  def test_every_command_is_complete(self, command):
+    with self.assertRaises(dataclasses.FrozenInstanceError):
+      command.name = 'other'  # pytype: disable=not-writable
+    self.assertTrue(command.usage)
+    self.assertTrue(command.summary)
+    self.assertNotEmpty(command.arguments)
+    self.assertTrue(callable(command.run))
+    self.assertTrue(callable(command.format_text))
+    for flag in command.flags:
+      self.assertIn(flag, saved_policy_cli.flags.FLAGS)
+    usage = saved_policy_cli._command_usage(command.name)
+    self.assertStartsWith(usage, 'Usage: {} {} {}'.format(
+        saved_policy_cli.PROGRAM, command.name, command.usage.split()[0]))
+    for name, _ in command.arguments:
+      self.assertIn('  {}: '.format(name), usage)
+    for flag in command.flags:
+      self.assertIn('--{}: '.format(flag), usage)
+
+  def test_tool_help_lists_every_command(self):
+    text = saved_policy_cli._usage()
+    for command in saved_policy_cli.COMMAND_TABLE:
+      self.assertIn('{} {} {}'.format(saved_policy_cli.PROGRAM, command.name,
+                                      command.usage.split()[0]), text)
+      self.assertRegex(text, r'\n  {} +{}'.format(
+          command.name, command.summary.split()[0]))
+
+  def test_a_new_command_is_one_entry(self):
+    """A command added to the table runs, formats, checks and has help."""
+    ran = []
+    echo = saved_policy_cli.Command(
+        name='echo',
+        arguments=(('DIR', 'Any directory.'),),
+        flags=('signature',),
+        usage='DIR [--signature=action] [--json]',
+        summary='Echoes its directory.',
+        run=lambda args, options: ran.append(args) or {'dir': args[0]},
+        format_text=lambda result: 'Dir: ' + result['dir'],
+        exit_code=lambda result: 3)
+    table = saved_policy_cli.COMMAND_TABLE + (echo,)
+    with mock.patch.multiple(
+        saved_policy_cli, COMMAND_TABLE=table,
+        COMMANDS=tuple(c.name for c in table),
+        _COMMANDS_BY_NAME={c.name: c for c in table}):
+      self.assertEqual(
+          saved_policy_cli.run_command('echo', ['d'],
+                                       saved_policy_cli.Options()),
+          {'dir': 'd'})
+      self.assertEqual(ran, [['d']])
+      self.assertEqual(saved_policy_cli.format_text('echo', {'dir': 'd'}),
+                       'Dir: d')
+      with self.assertRaises(saved_policy_cli.CliError) as raised:
+        saved_policy_cli.run_command('echo', [], saved_policy_cli.Options())
+      self.assertEqual(raised.exception.exit_code,
+                       saved_policy_cli.EXIT_USAGE)
+      self.assertIn('echo takes 1 directory argument', str(raised.exception))
+      usage = saved_policy_cli._command_usage('echo')
+      self.assertStartsWith(usage, 'Usage: saved_policy_cli echo DIR')
+      self.assertIn('--signature: ', usage)
+      self.assertNotIn('--episodes', usage)
+      self.assertIn('echo     Echoes its directory.', saved_policy_cli._usage())
+      with flagsaver.flagsaver(json=False), contextlib.redirect_stdout(
+          io.StringIO()) as stdout:
+        exit_code = saved_policy_cli.main(['saved_policy_cli', 'echo', 'd'])
+      self.assertEqual(exit_code, 3)
+      self.assertEqual(stdout.getvalue(), 'Dir: d\n')
 
 
 if __name__ == '__main__':

@@ -17,13 +17,16 @@ from tf_agents.environments import py_environment
 from tf_agents.networks import q_network
 from tf_agents.networks import q_rnn_network
 from tf_agents.policies import export_conversion
+from tf_agents.policies import export_equivalence
 from tf_agents.policies import export_errors
+from tf_agents.policies import export_publish
 from tf_agents.policies import greedy_policy
 from tf_agents.policies import policy_saver
 from tf_agents.policies import policy_saver_test_utils as test_utils
 from tf_agents.policies import py_tf_eager_policy
 from tf_agents.policies import q_policy
 from tf_agents.policies import saved_policy
+from tf_agents.policies import saved_policy_backends
 from tf_agents.specs import array_spec
 from tf_agents.specs import tensor_spec
 from tf_agents.train import actor
@@ -340,6 +343,59 @@ class SavedPolicyTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(
         saved_policy.SavedPolicy(
             mlp_path, backend='saved_model').get_initial_state(2), ())
+
+  @parameterized.named_parameters(('mlp', 'mlp'), ('rnn', 'rnn'))
+  def test_session_backend_serves_without_an_eager_load(self, kind):
+    policy = _make_policy(kind)
+    train_step = tf.Variable(42, dtype=tf.int64)
+    path, _ = self._export(policy, train_step=train_step)
+    time_step = _time_steps(np.random.RandomState(3), batch_size=3)
+    state = ((policy.get_initial_state(3)) if kind == 'rnn' else ())
+    expected = self._reference_actions(
+        policy, time_step, tf.nest.map_structure(np.asarray, state))
+    with mock.patch.object(tf.saved_model, 'load',
+                           side_effect=AssertionError('eager load')):
+      loaded = saved_policy.SavedPolicy(path, backend='saved_model')
+      self.assertTrue(loaded.is_deterministic)
+      self.assertEqual(42, loaded.get_train_step())
+      initial = loaded.get_initial_state(3)
+      for got, want in zip(tf.nest.flatten(initial), tf.nest.flatten(state)):
+        self.assertAllEqual(want, got)
+      step = loaded.action(time_step, initial)
+      self.assertAllEqual(expected.action, step.action)
+    # What needs the eager object loads it then, with the served weights.
+    variables = loaded.variables()
+    self.assertNotEmpty(variables)
+    self.assertAllEqual(policy.variables()[0], variables[0])
+    self.assertAllEqual(expected.action,
+                        loaded.action(time_step, initial).action)
+
+  def test_is_deterministic_from_the_graph_matches_the_loaded_function(self):
+    for kind in ('mlp', 'rnn', 'stochastic'):
+      path, _ = self._export(_make_policy(kind), name=kind)
+      loaded = saved_policy.SavedPolicy(path, backend='saved_model')
+      self.assertEqual(
+          export_equivalence.is_deterministic(
+              loaded.loaded_model.signatures['action']),
+          loaded.is_deterministic, kind)
+      self.assertEqual(kind != 'stochastic', loaded.is_deterministic, kind)
+
+  def test_eager_load_after_the_version_was_retired(self):
+    policy = _make_policy('mlp', seed=1)
+    path, saver = self._export(policy)
+    loaded = saved_policy.SavedPolicy(path, backend='saved_model')
+    time_step = _time_steps(np.random.RandomState(4), batch_size=2)
+    before = loaded.action(time_step).action
+    for variable in policy.variables():
+      variable.assign(variable * -2.0 + 0.5)
+    with mock.patch.object(export_publish, '_RETIRE_AFTER_SECONDS', 0.0):
+      saver.save(path)
+      saver.save(path)  # Retires the version `loaded` read.
+    self.assertFalse(os.path.exists(loaded._version_dir))  # pylint: disable=protected-access
+    # The session keeps serving the old weights; the eager copy takes them.
+    variables = loaded.variables()
+    self.assertAllEqual(before, loaded.action(time_step).action)
+    self.assertNotAllClose(policy.variables()[0], variables[0])
 
   @parameterized.named_parameters(('saved_model', 'saved_model'),
                                   ('tflite', 'tflite'))
@@ -763,12 +819,12 @@ class SavedPolicyTest(tf.test.TestCase, parameterized.TestCase):
     policy = _make_policy('rnn')
     path, saver = self._export(policy)
     with mock.patch.object(
-        saved_policy, '_SessionBackend',
+        saved_policy_backends, 'SessionBackend',
         side_effect=RuntimeError('no TF1 loader')) as session_backend:
       loaded = saved_policy.SavedPolicy(path, backend='saved_model')
     session_backend.assert_called_once()
     self.assertEqual(loaded.backend, 'saved_model')
-    self.assertEqual(type(loaded._backend).__name__, '_SignatureBackend')  # pylint: disable=protected-access
+    self.assertEqual(type(loaded._backend).__name__, 'SignatureBackend')  # pylint: disable=protected-access
     rng = np.random.RandomState(3)
     time_step = _time_steps(rng, batch_size=8, step_type=[1] * 8)
     ref_step = self._reference_actions(policy, time_step,
@@ -795,7 +851,7 @@ class SavedPolicyTest(tf.test.TestCase, parameterized.TestCase):
     checkpoint = os.path.join(self.get_temp_dir(), 'ckpt')
     saver.save_checkpoint(checkpoint)
     with mock.patch.object(
-        saved_policy._SessionBackend, 'sync',  # pylint: disable=protected-access
+        saved_policy_backends.SessionBackend, 'sync',
         side_effect=RuntimeError('restore failed')):
       loaded.update_from_checkpoint(checkpoint)
     self.assertEqual(loaded.backend, 'saved_model')
@@ -1000,9 +1056,13 @@ class StoredModelsTest(tf.test.TestCase, parameterized.TestCase):
     _assert_follows_episode(self, loaded, policy, batch_size=4, steps=20,
                             seed=7)
 
-  def test_auto_keeps_the_saved_model_for_a_stochastic_policy(self):
+  def test_auto_runs_a_stochastic_policy_on_its_same_distribution_model(self):
+    # Converted with its noise as inputs and checked for the same
+    # distribution (export_noise); more in export_noise_test.
     path, _ = self._export(_make_policy('stochastic'), formats=('tflite',))
-    self.assertEqual('saved_model', saved_policy.SavedPolicy(path).backend)
+    loaded = saved_policy.SavedPolicy(path)
+    self.assertEqual('tflite', loaded.backend)
+    self.assertFalse(loaded.is_deterministic)
 
   @parameterized.named_parameters(('tflite', 'tflite'),
                                   ('onnxruntime', 'onnxruntime'))
@@ -1022,6 +1082,51 @@ class StoredModelsTest(tf.test.TestCase, parameterized.TestCase):
     time_step = _time_steps(np.random.RandomState(6), batch_size=32)
     self.assertAllEqual(self._reference_actions(policy, time_step).action,
                         loaded.action(time_step).action)
+
+  @parameterized.named_parameters(('auto', 'auto'), ('saved_model',
+                                                     'saved_model'),
+                                  ('onnxruntime', 'onnxruntime'))
+  def test_update_from_values(self, backend):
+    policy = _make_policy('mlp', seed=0)
+    train_step = tf.Variable(3, dtype=tf.int64)
+    path = os.path.join(self.create_tempdir().full_path, 'policy')
+    policy_saver.PolicySaver(policy, train_step=train_step,
+                             converted_formats=('tflite', 'onnx')).save(path)
+    with mock.patch.object(tf.saved_model, 'load',
+                           side_effect=AssertionError('eager load')):
+      loaded = saved_policy.SavedPolicy(path, backend=backend)
+      time_step = _time_steps(np.random.RandomState(8), batch_size=16)
+      before = loaded.action(time_step).action
+      # The order of `model_variables`: the export's own checkpoint keys.
+      current = export_publish.current_version(path).path
+      for mine, stored in zip(policy.variables(),
+                              export_equivalence.model_weights(current)):
+        self.assertAllEqual(mine, stored)
+      # Refused whole, before anything changes.
+      values = [v.numpy() for v in policy.variables()]
+      for bad in (values[:-1], [values[0].T] + values[1:],
+                  [values[0].astype(np.float64)] + values[1:]):
+        with self.assertRaises(ValueError):
+          loaded.update_from_values(bad, version='bad')
+      self.assertAllEqual(before, loaded.action(time_step).action)
+      _set_weights(policy.wrapped_policy._q_network, seed=21)  # pylint: disable=protected-access
+      values = [v.numpy() for v in policy.variables()]
+      for value in values:
+        value.setflags(write=False)  # As Ray's object store hands them.
+      if backend == 'auto':  # TFLite takes them without the eager copy.
+        self.assertEqual('tflite', loaded.backend)
+        loaded.update_from_values(values, version='v-next', train_step=9)
+      expected = self._reference_actions(policy, time_step).action
+    if backend != 'auto':
+      loaded.update_from_values(values, version='v-next', train_step=9)
+    self.assertNotAllEqual(before, expected)
+    self.assertAllEqual(expected, loaded.action(time_step).action)
+    self.assertEqual('v-next', loaded.version)
+    # The eager copy follows when read.
+    self.assertEqual(9, loaded.get_train_step())
+    for mine, theirs in zip(values, loaded.variables()):
+      self.assertAllEqual(mine, theirs)
+    self.assertAllEqual(expected, loaded.action(time_step).action)
 
 
 if __name__ == '__main__':

@@ -21,10 +21,10 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
-import textwrap
 from typing import Dict, List, Mapping
 import zipfile
 
@@ -41,47 +41,8 @@ _UPSTREAM = "tf_agents-0.19.0.dist-info"
 _CLI_MODULE = "tf_agents/policies/saved_policy_cli.py"
 
 # Runs in the virtual environment: uses the installed tf-agents end to end.
-_USE_SCRIPT = textwrap.dedent("""\
-    import importlib.metadata
-    import json
-    import sys
-
-    import tensorflow as tf
-
-    from tf_agents.networks import q_network
-    from tf_agents.policies import greedy_policy
-    from tf_agents.policies import policy_saver
-    from tf_agents.policies import q_policy
-    from tf_agents.specs import tensor_spec
-    from tf_agents.trajectories import time_step as ts
-
-    export_dir = sys.argv[1]
-    tf.random.set_seed(0)
-    obs_spec = tensor_spec.TensorSpec([2], tf.float32, name="obs")
-    action_spec = tensor_spec.BoundedTensorSpec((), tf.int32, 0, 2, "act")
-    net = q_network.QNetwork(obs_spec, action_spec, fc_layer_params=(4,))
-    policy = greedy_policy.GreedyPolicy(q_policy.QPolicy(
-        ts.time_step_spec(obs_spec), action_spec, q_network=net))
-    train_step = tf.Variable(7, dtype=tf.int64)
-    policy_saver.PolicySaver(
-        policy, batch_size=None, train_step=train_step).save(export_dir)
-
-    loaded = tf.saved_model.load(export_dir)
-    step = ts.restart(
-        tf.constant([[0.5, -1.0], [2.0, 3.0], [-4.0, 0.25]]), batch_size=3)
-    want = policy.action(step).action.numpy()
-    got = loaded.action(step, ()).action.numpy()
-    print(json.dumps({
-        "policy_saver": policy_saver.__file__,
-        "q_network": q_network.__file__,
-        "version": importlib.metadata.version("tf-agents"),
-        "want": want.tolist(),
-        "got": got.tolist(),
-        "train_step": int(loaded.get_train_step().numpy()),
-        "has_specs_from_saved_model": hasattr(
-            policy_saver, "specs_from_saved_model"),
-    }))
-    """)
+_USE_PROGRAM = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "testdata", "use_wheel.py")
 
 
 def _read(path: str) -> bytes:
@@ -219,9 +180,9 @@ class WheelInstallTest(tf.test.TestCase):
         [], check.stdout)
 
     # Use it from outside the repository.
+    # Copied out of the repository: nothing beside it can be imported.
     script = os.path.join(self._root, "use_wheel.py")
-    with open(script, "w") as f:
-      f.write(_USE_SCRIPT)
+    shutil.copyfile(_USE_PROGRAM, script)
     export_dir = os.path.join(self._root, "export")
     out = self._run([venv["python"], script, export_dir]).stdout
     result = json.loads(out.strip().splitlines()[-1])
@@ -252,6 +213,12 @@ class WheelInstallTest(tf.test.TestCase):
     self.assertEqual(inspect_run.returncode, 0, inspect_run.stderr)
     self.assertNotIn("Traceback", inspect_run.stderr)
     self.assertEqual(json.loads(inspect_run.stdout)["train_step"], 7)
+    # `verify` runs export_verify_child.py from the wheel in a fresh process.
+    verify_run = self._run([cli, "verify", export_dir, "--json"], check=False)
+    self.assertEqual(verify_run.returncode, 0, verify_run.stderr)
+    verified = json.loads(verify_run.stdout)
+    self.assertTrue(verified["ok"], verified["problems"])
+    self.assertEqual(verified["train_step"], 7)
     missing_run = self._run(
         [cli, "inspect", os.path.join(self._root, "no_such_export")],
         check=False)

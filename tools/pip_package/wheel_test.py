@@ -213,6 +213,8 @@ class WheelTest(parameterized.TestCase, tf.test.TestCase):
     # The modules the CLI imports that upstream lacks ship too.
     for needed in ("tf_agents/policies/export_conversion.py",
                    "tf_agents/policies/export_verify.py",
+                   # The program export_verify runs in a fresh process.
+                   "tf_agents/policies/export_verify_child.py",
                    "tf_agents/policies/export_errors.py",
                    "tf_agents/policies/export_publish.py"):
       self.assertIn(needed, files)
